@@ -1,0 +1,74 @@
+"""Shared benchmark plumbing: timing medians, machine/commit stamps, table + JSON output."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import jax
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    dev = jax.devices()[0]
+    try:
+        import os
+
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = None
+    return {"platform": platform.platform(), "processor": platform.processor(),
+            "cpu_cores": cores, "jax_backend": jax.default_backend(),
+            "device": getattr(dev, "device_kind", str(dev)), "jax": jax.__version__}
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, cwd=Path(__file__).parent)
+        return out + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def timeit(fn, repeats: int = 5) -> tuple[float, float, list[float]]:
+    """(compile+first-call seconds, median seconds after compile, all timings)."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return first, statistics.median(times), times
+
+
+def table(rows: list[dict], cols: list[str]) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+    lines.append("-+-".join("-" * w for w in widths))
+    lines += [" | ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def write(name: str, payload: dict, out: str | None = None) -> Path:
+    tag = "gpu" if jax.default_backend() == "gpu" else "cpu"
+    path = Path(out) if out else RESULTS / f"{name}_{tag}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"commit": commit(), "machine": machine(), **payload}
+    path.write_text(json.dumps(payload, indent=2))
+    return path
