@@ -9,12 +9,17 @@
     to fail where the straight line leads into a dead end (trap, large, maze32);
 (d) the LQ known-optimum gaps of the test configurations.
 
+`amortized_ms_per_step` is the wall time of a whole jitted batch of episodes divided by
+episodes x steps (planning plus env), i.e. throughput, not single-episode latency; the
+latency of one plan is in (a). `load_avg` records competing load on the machine.
+
 Run: .venv/bin/python -m bench.planners [--episodes 32] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -96,7 +101,7 @@ def mpc_success(task: tasks.Task, planner: P.Planner, iters: int, horizon: int,
             "evals_per_step": int(out["n_evals"][0, 0]), "success": float(ok.mean()),
             "median_steps": float(statistics.median(steps)) if len(steps) else None,
             "violations": int(out["violations"].sum()), "compile_s": first - wall,
-            "ms_per_control_step": 1e3 * wall / (episodes * task.episode_length),
+            "amortized_ms_per_step": 1e3 * wall / (episodes * task.episode_length),
             "episode_batch_s": wall}
 
 
@@ -126,6 +131,7 @@ def main(argv=None):
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     t_start = time.perf_counter()
+    load_start = os.getloadavg()
     print(f"backend {jax.default_backend()}, {jax.devices()}")
 
     print("(d) LQ known optimum")
@@ -147,7 +153,7 @@ def main(argv=None):
             matched.append(row)
             print(f"  {name} {pname}: success {row['success']:.2f}", flush=True)
     print(table(matched, ["task", "planner", "evals_per_step", "success", "median_steps",
-                          "violations", "ms_per_control_step", "compile_s"]))
+                          "violations", "amortized_ms_per_step", "compile_s"]))
 
     print("(c) flat true-model MPC (CEM) on every task: matched budget and 4x budget, H=32")
     flat = []
@@ -159,12 +165,12 @@ def main(argv=None):
                      "success_4x_budget_H32": big["success"],
                      "median_steps": base["median_steps"], "violations": base["violations"],
                      "violations_4x": big["violations"],
-                     "ms_per_control_step": base["ms_per_control_step"],
-                     "ms_per_control_step_4x": big["ms_per_control_step"]})
+                     "amortized_ms_per_step": base["amortized_ms_per_step"],
+                     "amortized_ms_per_step_4x": big["amortized_ms_per_step"]})
         print(f"  {name}: {base['success']:.2f} / {big['success']:.2f}", flush=True)
     print(table(flat, ["task", "success", "success_4x_budget_H32", "median_steps",
-                       "violations", "violations_4x", "ms_per_control_step",
-                       "ms_per_control_step_4x"]))
+                       "violations", "violations_4x", "amortized_ms_per_step",
+                       "amortized_ms_per_step_4x"]))
 
     total = time.perf_counter() - t_start
     out = write("planners", {
@@ -184,7 +190,7 @@ def main(argv=None):
                                                          if r["planner"] == pn]))
                                    for pn in planners()},
         },
-        "total_s": total,
+        "total_s": total, "load_avg": {"start": load_start, "end": os.getloadavg()},
     }, args.out)
     print(f"wrote {out} in {total:.0f} s")
 

@@ -110,8 +110,12 @@ def maze_cost(task: Task, pos: jax.Array, target: jax.Array,
     if keep_outs:
         term = costs.sum_costs(term, costs.penalty(costs.guardrails(keep_outs),
                                                    config.guard_weight, config.guard_margin))
-    step = lambda p, a: task.env.move(p, a)
-    return lambda actions: (lambda a: term(costs.rollout(step, pos, a), a))(filt(actions))
+
+    def cost(actions: jax.Array) -> jax.Array:
+        actions = filt(actions)
+        return term(costs.rollout(task.env.move, pos, actions), actions)
+
+    return cost
 
 
 def flat_mpc(task: Task, planner: Planner, config: MPCConfig = MPCConfig()) -> Policy:

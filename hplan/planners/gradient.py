@@ -3,7 +3,8 @@
 Restarts run in parallel (vmapped). A step whose cost or gradient is non-finite is
 rejected for that restart: the last accepted iterate and optimizer state are kept and the
 next candidate backtracks halfway towards it, so a NaN region shrinks the step instead
-of poisoning the plan.
+of poisoning the plan. (A restart whose very first point is non-finite has nothing to
+fall back on and stays there; the other restarts carry on.)
 """
 
 from __future__ import annotations
