@@ -45,6 +45,38 @@ def _collect(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    import jax
+
+    from hplan import critic, data, stack, tasks, wm_train
+    from hplan.models import WMConfig
+
+    task = tasks.load(args.task)
+    wm = WMConfig(latent_dim=args.latent_dim, strides=tuple(args.strides),
+                  pixels=task.env.config.obs_type == "pixels")
+    tc = wm_train.TrainConfig(steps=args.steps, anti_collapse=args.anti_collapse,
+                              rollout=tuple(args.rollout) if args.rollout else
+                              tuple([8] + [max(2, 24 // s) for s in args.strides[1:]]),
+                              seed=args.seed)
+    cc = critic.CriticConfig(steps=args.critic_steps, seed=args.seed)
+    if args.data:
+        ds = data.load(args.data, task)
+    else:
+        ds = data.collect(task, jax.random.key(args.seed), args.episodes, 64)
+    st = stack.train(task, ds, args.out, wm, tc, cc)
+    m = st.metrics
+    print(f"effective rank {m['effective_rank']:.2f}  probe R2 " +
+          "  ".join(f"{k} {v:.3f}" for k, v in m["probe_r2"].items()))
+    for level, e in m["pred_error"].items():
+        print(f"{level}: relative prediction error at {e['horizon_steps'][-1]} steps "
+              f"{e['all'][-1]:.4f} (near walls {e['near_wall'][-1]:.4f})")
+    for name, c in m["critic"].items():
+        print(f"critic {name}: Spearman {c['spearman']:.4f}  descent "
+              f"{c['descent_consistency']:.4f}")
+    print(f"wrote {args.out}/metrics.json and {args.out}/diagnostics.png")
+    return 0
+
+
 def _demo(args) -> int:
     import jax
 
@@ -81,6 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="output directory")
     s.set_defaults(fn=_collect)
+
+    s = sub.add_parser("train", help="train the world-model stack and critics for a task")
+    s.add_argument("--task", required=True)
+    s.add_argument("--data", default=None, help="dataset dir from `hplan collect` "
+                   "(default: collect --episodes fresh episodes)")
+    s.add_argument("--out", required=True, help="run dir; re-running resumes it")
+    s.add_argument("--episodes", type=int, default=4096)
+    s.add_argument("--steps", type=int, default=6000, help="world-model updates")
+    s.add_argument("--critic-steps", type=int, default=20000)
+    s.add_argument("--anti-collapse", default="vicreg", choices=["vicreg", "ema", "none"])
+    s.add_argument("--latent-dim", type=int, default=16)
+    s.add_argument("--strides", type=int, nargs="+", default=[1, 8])
+    s.add_argument("--rollout", type=int, nargs="+", default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=_train)
 
     s = sub.add_parser("demo", help="the main job on the default task")
     s.add_argument("--task", default="two-rooms")

@@ -83,3 +83,46 @@ def _save(fig, out: str | Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def save_diagnostics(metrics: dict, out: str | Path) -> Path:
+    """Loss curves, latent std per dim, prediction error vs horizon, critic quality."""
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    ax = axes[0]
+    hist = metrics.get("history", {})
+    for name, rows in hist.items():
+        key = "loss" if name == "world_model" else "critic_loss"
+        if rows:
+            ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("update")
+    ax.set_title("training loss")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    std = metrics["latent_std"]
+    ax.bar(range(len(std)), std)
+    ax.set_title(f"latent std per dim (eff. rank {metrics['effective_rank']:.2f})")
+    ax = axes[2]
+    for level, e in metrics["pred_error"].items():
+        h = e["horizon_steps"]
+        ax.plot(h, e["all"], "o-", label=f"{level} (stride {e['stride']})")
+        ax.plot(h, e["near_wall"], "x--", alpha=0.6, label=f"{level} near walls")
+    ax.set_xlabel("horizon (base steps)")
+    ax.set_ylabel("relative error")
+    ax.set_yscale("log")
+    ax.set_title("multi-step latent prediction error")
+    ax.legend(fontsize=7)
+    ax = axes[3]
+    crit = metrics.get("critic", {})
+    names = list(crit)
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, [crit[n]["spearman"] for n in names], 0.4, label="Spearman vs BFS")
+    ax.bar(x + 0.2, [crit[n]["descent_consistency"] for n in names], 0.4, label="descent")
+    ax.set_xticks(x, names)
+    ax.set_ylim(0, 1.05)
+    ax.set_title("cost-to-go quality")
+    ax.legend(fontsize=7, loc="lower left")
+    probe = metrics.get("probe_r2", {})
+    fig.suptitle(f"{metrics.get('task', '')}: probe R2 " +
+                 ", ".join(f"{k} {v:.3f}" for k, v in probe.items()), fontsize=9)
+    return _save(fig, out)

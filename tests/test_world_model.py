@@ -1,0 +1,125 @@
+import dataclasses
+import json
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hplan import critic, data, stack, tasks, trainer, wm_train
+from hplan.diagnostics import latent_stats, probe_r2
+from hplan.models import WMConfig
+
+WM = WMConfig(latent_dim=8, hidden=64, strides=(1, 4))
+TC = wm_train.TrainConfig(steps=400, batch=64, rollout=(4, 2), chunk=100)
+CC = critic.CriticConfig(steps=200, batch=64, chunk=100)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return tasks.load("two-rooms")
+
+
+@pytest.fixture(scope="module")
+def ds(task):
+    return data.collect(task, jax.random.key(0), episodes=256, steps=16)
+
+
+def _train_wm(task, ds, tc, wm=WM):
+    model = wm_train.build_model((2,), 2, wm, tc.seed)
+    graph, opt, state = wm_train.init_state(model, tc)
+    chunk = wm_train.make_chunk(graph, opt, jnp.asarray(ds.obs), jnp.asarray(ds.actions), wm, tc)
+    state, hist = trainer.run(state, chunk, tc.steps, tc.chunk, None, "t", show=False)
+    return graph, state, hist
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_collapse_without_anti_collapse_terms_and_not_with_them(task, ds, seed):
+    ranks = {}
+    for mode in ("none", "vicreg", "ema"):
+        tc = dataclasses.replace(TC, anti_collapse=mode, seed=seed)
+        graph, state, _ = _train_wm(task, ds, tc)
+        z = wm_train.encode_all(graph, state["params"], ds.obs)
+        ranks[mode] = latent_stats(z)
+        ranks[mode]["r2"] = probe_r2(z, ds.pos)
+    assert ranks["none"]["collapsed"] and ranks["none"]["latent_std_min"] < 1e-2
+    assert not ranks["vicreg"]["collapsed"] and ranks["vicreg"]["effective_rank"] > 2
+    assert ranks["vicreg"]["r2"] > 0.9
+    assert not ranks["ema"]["collapsed"]
+
+
+def test_training_lowers_prediction_loss(task, ds):
+    _, _, hist = _train_wm(task, ds, TC)
+    assert hist[-1]["pred0"] < 0.5 * hist[0]["pred0"]
+
+
+def test_resume_gives_the_same_parameters(tmp_path, task, ds):
+    tc = dataclasses.replace(TC, steps=300)
+    model = wm_train.build_model((2,), 2, WM, 0)
+    graph, opt, state0 = wm_train.init_state(model, tc)
+    chunk = wm_train.make_chunk(graph, opt, jnp.asarray(ds.obs), jnp.asarray(ds.actions), WM, tc)
+    full, _ = trainer.run(state0, chunk, 300, 100, None, "full", show=False)
+    # "Killed" after 100 updates: a fresh process would restart from state0 and the ckpt.
+    trainer.run(state0, chunk, 100, 100, tmp_path / "ck", "part", show=False)
+    resumed, _ = trainer.run(state0, chunk, 300, 100, tmp_path / "ck", "rest", show=False)
+    for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_stack_train_save_load_and_refusals(tmp_path, task, ds):
+    out = tmp_path / "run"
+    st = stack.train(task, ds, out, WM, TC, CC, show=False)
+    assert (out / "metrics.json").is_file() and (out / "diagnostics.png").is_file()
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["probe_r2"]) == {"level0", "level1", "encoder"}
+    assert {"level0", "top", "latent_l2"} <= set(m["critic"])
+    back = stack.load(out, task)
+    z = jnp.zeros(WM.latent_dim)
+    assert float(back.critic(0)(z, z)) == pytest.approx(float(st.critic(0)(z, z)))
+    # A different configuration in the same directory is refused, nothing touched.
+    before = sorted(p.name for p in (out / "wm").iterdir())
+    with pytest.raises(ValueError, match="already holds a run with a different configuration"):
+        stack.train(task, ds, out, WM, dataclasses.replace(TC, lr=5e-4), CC, show=False)
+    assert sorted(p.name for p in (out / "wm").iterdir()) == before
+    # A corrupted checkpoint is reported, not replaced.
+    ckpt = out / "wm" / before[-1]
+    for f in ckpt.rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="unreadable or does not match"):
+        stack.load(out, task)
+    assert ckpt.exists()
+
+
+def test_bad_inputs_are_caught_before_training(tmp_path, task, ds):
+    with pytest.raises(ValueError, match="no dataset here"):
+        data.load(tmp_path / "nowhere", task)
+    with pytest.raises(ValueError, match="not on 'large'"):
+        stack.train(tasks.load("large"), ds, None, WM, TC, CC, show=False)
+    with pytest.raises(ValueError, match="training needs 32"):
+        stack.train(task, ds, None, WM, dataclasses.replace(TC, rollout=(4, 8)), CC,
+                    show=False)
+    short = dataclasses.replace(ds, actions=ds.actions[..., :1])
+    with pytest.raises(ValueError, match="data actions have size 1"):
+        stack.train(task, short, None, WM, TC, CC, show=False)
+    with pytest.raises(ValueError, match="no trained stack here"):
+        stack.load(tmp_path / "nothing", task)
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_latent_variable_interface_on_slip_maze():
+    spec = dataclasses.replace(tasks.load("open").spec, slip_prob=0.3)
+    t = tasks.build(spec)
+    d = data.collect(t, jax.random.key(0), episodes=128, steps=16)
+    wm = dataclasses.replace(WM, noise_dim=2)
+    graph, state, hist = _train_wm(t, d, TC, wm)
+    model = jax.tree.map(lambda x: x, wm_train.build_model((2,), 2, wm))
+    from flax import nnx
+
+    model = nnx.merge(graph, state["params"])
+    z = model.encode(jnp.asarray(d.obs[0, 0]))
+    a = jnp.array([1.0, 0.0])
+    outs = [model.step(0, z, a, jnp.array(n, jnp.float32)) for n in ([0, 0], [2, -2])]
+    assert outs[0].shape == z.shape and not np.allclose(outs[0], outs[1])
+    assert np.isfinite(hist[-1]["loss"])
