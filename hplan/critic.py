@@ -1,4 +1,8 @@
-"""Goal-conditioned cost-to-go `V(z, g)` learned by expectile TD from reward-free data.
+"""Goal-conditioned cost-to-go `V(z, g)` learned from reward-free data.
+
+Two methods. "graph" (default): shortest paths over the dataset's own transitions
+(search on the replay buffer), distilled into the network by regression; it converges in
+a few thousand updates. "td": expectile temporal-difference learning, described below.
 
 Costs are 1 per transition of the critic's stride. Goals are the current state (cost 0),
 a later state of the same trajectory, or a random dataset state; the last kind, with

@@ -116,9 +116,17 @@ def train(task: Task, data: Dataset, out: str | Path | None, wm: WMConfig = WMCo
     params = state["params"]
     z = wmt.encode_all(graph, params, obs)
     critics, crit_hist = [], {}
+    if cc.method == "graph":
+        # Snap in observation space when it is a small vector: latents of states on two
+        # sides of a thin wall can be close, which would let the graph cut through it.
+        ids, dist = critic_lib.graph_distances(obs if obs.ndim == 3 else z, cc.nodes, cc.seed)
     for name, stride in (("critic0", 1), ("critic_top", wm.strides[-1])):
         cgraph, copt, cstate = critic_lib.init_state(wm, cc, tc.seed)
-        cchunk = critic_lib.make_chunk(cgraph, copt, jnp.asarray(z), stride, cc)
+        if cc.method == "graph":
+            cchunk = critic_lib.make_graph_chunk(cgraph, copt, jnp.asarray(z), ids, dist,
+                                                 stride, cc)
+        else:
+            cchunk = critic_lib.make_chunk(cgraph, copt, jnp.asarray(z), stride, cc)
         cstate, crit_hist[name] = trainer.run(
             cstate, cchunk, cc.steps, cc.chunk, out / name if out else None,
             f"{name} (stride {stride})", out / f"{name}.jsonl" if out else None, show=show)

@@ -43,10 +43,13 @@ def test_collapse_without_anti_collapse_terms_and_not_with_them(task, ds, seed):
         z = wm_train.encode_all(graph, state["params"], ds.obs)
         ranks[mode] = latent_stats(z)
         ranks[mode]["r2"] = probe_r2(z, ds.pos)
-    assert ranks["none"]["collapsed"] and ranks["none"]["latent_std_min"] < 1e-2
-    assert not ranks["vicreg"]["collapsed"] and ranks["vicreg"]["effective_rank"] > 2
-    assert ranks["vicreg"]["r2"] > 0.9
-    assert not ranks["ema"]["collapsed"]
+    # Without anti-collapse terms every dimension shrinks towards a constant.
+    assert ranks["none"]["collapsed"] and ranks["none"]["latent_std_max"] < 0.05
+    for mode in ("vicreg", "ema"):
+        assert not ranks[mode]["collapsed"], mode
+        assert ranks[mode]["latent_std_min"] > 5 * ranks["none"]["latent_std_max"], mode
+        assert ranks[mode]["effective_rank"] > 2 and ranks[mode]["r2"] > 0.85, mode
+    assert ranks["vicreg"]["r2"] > ranks["none"]["r2"] + 0.1
 
 
 def test_training_lowers_prediction_loss(task, ds):
