@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python bench/env_steps.py
+	$(BIN)/python bench/env_steps.py && $(BIN)/python bench/train_wm.py && $(BIN)/python bench/planners.py
 
 notebook: $(STAMP)
 	$(BIN)/python -m jupyter notebook notebooks/

@@ -11,6 +11,12 @@ import argparse
 import jax
 import jax.numpy as jnp
 
+if __package__ in (None, ""):  # run as a file: make the repository root importable
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from bench.common import table, timeit, write
 from hplan import tasks
 

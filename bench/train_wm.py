@@ -14,6 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+if __package__ in (None, ""):  # run as a file: make the repository root importable
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from bench.common import table, write
 from hplan import data, tasks, wm_train
 from hplan.diagnostics import probe_r2
