@@ -63,6 +63,7 @@ def _train(args) -> int:
         ds = data.load(args.data, task)
     else:
         ds = data.collect(task, jax.random.key(args.seed), args.episodes, 64)
+        data.save(ds, f"{args.out}/data")
     st = stack.train(task, ds, args.out, wm, tc, cc)
     m = st.metrics
     print(f"effective rank {m['effective_rank']:.2f}  probe R2 " +

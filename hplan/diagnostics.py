@@ -49,7 +49,7 @@ def fit_probe(z: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return w[:-1].astype(np.float32), w[-1].astype(np.float32)
 
 
-def near_wall(layout: Layout, pos: np.ndarray, margin: float = 0.5) -> np.ndarray:
+def near_wall(layout: Layout, pos: np.ndarray, margin: float = 0.2) -> np.ndarray:
     """True where a point is within `margin` cells of a wall cell (8-neighbourhood)."""
     cells = np.floor(pos).astype(int)
     frac = pos - cells

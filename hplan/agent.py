@@ -1,0 +1,354 @@
+"""Agents over a learned world-model stack, as pure `hplan.mpc.Policy(init, step)` pairs.
+
+Every agent encodes the observation and the goal observation (`state.info['goal_obs']`)
+and plans in latent space, so `hplan.mpc.make_evaluate(task, policy)` (or `evaluate`
+here, which also reports compute) runs whole episodes under one jit.
+
+- `flat_learned`: MPC over the level-0 predictor towards the goal latent; optional
+  level-0 critic as terminal cost. The same machinery with one level, so comparisons with
+  the hierarchical agent are like for like.
+- `hierarchical`: a subgoal selector on top hands a latent subgoal to the same level-0
+  MPC. `top="critic"` picks, from a bank of encoded dataset states, the subgoal that
+  minimises `V_top(z, s) + (1 + progress) V_top(s, g)` subject to `V_0(z, s) <= reach`;
+  `top="macro"` plans level-1 macro-actions with CEM and takes the first predicted latent
+  (HWM style). The subgoal is re-selected every `replan` steps or once reached.
+
+Compute is counted in the agent state per control step: `n_evals` (planner cost
+evaluations; a value-and-grad counts one), `n_model` (predictor calls at any level, a
+gradient counted as one forward), `n_critic` (critic calls). Latent distances are
+divided by `step_scale`, the mean latent displacement of one full-speed base step, so
+every cost term is in base steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from hplan import costs, mpc
+from hplan import planners as P
+from hplan.agents import AgentConfig
+from hplan.data import Dataset, observe
+from hplan.env import State
+from hplan.mpc import Policy
+from hplan.stack import Stack
+from hplan.tasks import KeepOut, Task
+
+
+class AgentState(NamedTuple):
+    plan: jax.Array  # [H, A] level-0 warm start
+    top_plan: jax.Array  # [K, M] level-1 macro plan (macro top), else [1, 1] unused
+    key: jax.Array
+    subgoal: jax.Array  # [d] current latent (sub)goal
+    subgoal_idx: jax.Array  # bank index of the subgoal; -1: the goal; -2: a predicted latent
+    since: jax.Array  # control steps since the subgoal was selected
+    t: jax.Array  # control steps taken
+    cost: jax.Array  # low-level planned cost at the last control step
+    n_evals: jax.Array  # planner cost evaluations at the last control step
+    n_model: jax.Array  # predictor calls at the last control step
+    n_critic: jax.Array  # critic calls at the last control step
+
+
+# -- building blocks ---------------------------------------------------------------------
+def make_planner(cfg: AgentConfig) -> P.Planner:
+    """The level-0 planner an agent definition names."""
+    grad = P.gradient(optax.adam(cfg.lr), restarts=cfg.restarts, init_noise=cfg.init_noise)
+    if cfg.planner == "gradient":
+        return grad
+    if cfg.planner == "cem":
+        return P.cem(cfg.samples, cfg.elites)
+    if cfg.planner == "mppi":
+        return P.mppi(cfg.samples, cfg.temperature)
+    return P.hybrid(P.cem(cfg.samples, cfg.elites), grad, cfg.sample_iters)
+
+
+def evals_per_iter(cfg: AgentConfig) -> int:
+    """Planner cost evaluations per iteration for `cfg.planner` (hybrid: the sampler's)."""
+    return cfg.restarts if cfg.planner == "gradient" else cfg.samples
+
+
+def step_scale(task: Task, stack: Stack, n_dirs: int = 8) -> float:
+    """Mean latent displacement of one full-speed level-0 step from free-cell centres."""
+    model = stack.model()
+    cells = task.layout.free_cells + 0.5
+    z = jnp.asarray(np.asarray(jax.jit(jax.vmap(model.encode))(jnp.asarray(
+        observe(task, cells)))))
+    ang = jnp.linspace(0, 2 * jnp.pi, n_dirs, endpoint=False)
+    acts = jnp.stack([jnp.cos(ang), jnp.sin(ang)], -1)
+    acts = acts / jnp.max(jnp.abs(acts), -1, keepdims=True)  # corners of the action box
+    dz = jax.jit(jax.vmap(jax.vmap(lambda z_, a: model.step(0, z_, a) - z_, (None, 0)),
+                          (0, None)))(z, acts)
+    return float(jnp.mean(jnp.linalg.norm(dz, axis=-1))) + 1e-6
+
+
+def make_bank(task: Task, stack: Stack, data: Dataset, size: int = 2048, seed: int = 0
+              ) -> tuple[jax.Array, np.ndarray]:
+    """`size` dataset states, encoded: (latents [size, d], positions [size, 2])."""
+    pos = data.pos.reshape(-1, 2)
+    obs = data.obs.reshape(-1, *data.obs.shape[2:]) if data.obs.size else None
+    idx = np.random.default_rng(seed).choice(len(pos), min(size, len(pos)), replace=False)
+    o = obs[idx] if obs is not None else observe(task, pos[idx])
+    z = jax.jit(stack.model().encode)(jnp.asarray(o))
+    return z, pos[idx]
+
+
+def _pos_fn(stack: Stack) -> Callable[[jax.Array], jax.Array]:
+    w, b = (jnp.asarray(x, jnp.float32) for x in stack.probe)
+    return lambda z: z @ w + b
+
+
+def latent_cost(task: Task, stack: Stack, cfg: AgentConfig, scale: float
+                ) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
+    """`cost(z0, goal_z, actions [H, A])`: latent distance to the goal (in steps) along the
+    level-0 rollout, terminal critic, keep-out penalty on probed positions; speed limits
+    are enforced by projecting the actions (`mpc.action_filter`)."""
+    filt = mpc.action_filter(task)
+    keep_outs = [g for g in task.guardrails if isinstance(g, KeepOut)]
+    guard = (costs.penalty(costs.guardrails(keep_outs, _pos_fn(stack)), cfg.guard_weight,
+                           cfg.guard_margin) if keep_outs else None)
+
+    def cost(z0, goal, actions):
+        model = nnx.merge(stack.wm_graph, stack.wm_params)
+        actions = filt(actions)
+        zs = model.rollout(0, z0, actions)
+        d = costs.safe_norm(zs - goal) / scale
+        c = cfg.running * jnp.sum(d) + cfg.terminal * d[-1]
+        if cfg.use_critic:
+            c = c + cfg.critic_weight * stack.critic(0)(zs[-1], goal)
+        if guard is not None:
+            c = c + guard(jnp.concatenate([z0[None], zs]), actions)
+        return c
+
+    return cost
+
+
+def _low_level(task: Task, stack: Stack, cfg: AgentConfig, planner: P.Planner, scale: float):
+    """One level-0 MPC step: (plan, key, z, goal) -> (action, shifted plan, cost, n_evals)."""
+    cost = latent_cost(task, stack, cfg, scale)
+    filt = mpc.action_filter(task)
+
+    def act(plan, key, z, goal):
+        plan, info = P.solve(planner, lambda a: cost(z, goal, a), plan, key, cfg.iters)
+        return filt(plan[0]), P.shift(plan), info["cost"], info["n_evals"]
+
+    return act
+
+
+def _encode(stack: Stack, state: State) -> tuple[jax.Array, jax.Array]:
+    model = nnx.merge(stack.wm_graph, stack.wm_params)
+    return model.encode(state.obs), model.encode(state.info["goal_obs"])
+
+
+def _initial(task: Task, stack: Stack, cfg: AgentConfig, key: jax.Array, state: State,
+             top_shape=(1, 1)) -> AgentState:
+    _, zg = _encode(stack, state)
+    zero = jnp.int32(0)
+    return AgentState(plan=jnp.zeros((cfg.horizon, task.env.action_size), jnp.float32),
+                      top_plan=jnp.zeros(top_shape, jnp.float32), key=key, subgoal=zg,
+                      subgoal_idx=jnp.int32(-1), since=zero, t=zero,
+                      cost=jnp.float32(jnp.inf), n_evals=zero, n_model=zero, n_critic=zero)
+
+
+# -- agents ------------------------------------------------------------------------------
+def flat_learned(task: Task, stack: Stack, planner: P.Planner | None = None,
+                 horizon: int | None = None, iters: int | None = None,
+                 use_critic: bool | None = None, config: AgentConfig = AgentConfig(),
+                 scale: float | None = None) -> Policy:
+    """Flat MPC over the learned level-0 model towards the encoded goal observation.
+
+    Arguments left as None come from `config`; `planner` defaults to `make_planner(config)`.
+    """
+    over = {"horizon": horizon, "iters": iters, "use_critic": use_critic}
+    cfg = dataclasses.replace(config, kind="flat",
+                              **{k: v for k, v in over.items() if v is not None})
+    planner = planner or make_planner(cfg)
+    scale = scale or step_scale(task, stack)
+    act = _low_level(task, stack, cfg, planner, scale)
+
+    def init(key: jax.Array, state: State) -> AgentState:
+        return _initial(task, stack, cfg, key, state)
+
+    def step(agent: AgentState, state: State) -> tuple[AgentState, jax.Array]:
+        key, k = jax.random.split(agent.key)
+        z, zg = _encode(stack, state)
+        action, plan, cost, n = act(agent.plan, k, z, zg)
+        agent = agent._replace(plan=plan, key=key, subgoal=zg, t=agent.t + 1,
+                               since=agent.since + 1, cost=cost, n_evals=n,
+                               n_model=n * cfg.horizon,
+                               n_critic=n * int(cfg.use_critic))
+        return agent, action
+
+    return Policy(init=init, step=step)
+
+
+def critic_selector(stack: Stack, bank: jax.Array, reach: float, progress: float):
+    """`select(z, zg) -> (subgoal, index, n_critic)` over `bank` plus the goal itself.
+
+    Score `V_top(z, s) + (1 + progress) V_top(s, g)`, a hinge keeping `V_0(z, s) <= reach`
+    (the closest-to-reach candidate wins if none is within reach). Index -1 is the goal.
+    """
+    bank = jnp.asarray(bank, jnp.float32)
+    m = bank.shape[0]
+
+    def select(z, zg):
+        c0, ct = stack.critic(0), stack.critic(1)
+        cand = jnp.concatenate([bank, zg[None]])
+        zz = jnp.broadcast_to(z, cand.shape)
+        gg = jnp.broadcast_to(zg, cand.shape)
+        near = c0(zz, cand)
+        score = ct(zz, cand) + (1.0 + progress) * ct(cand, gg)
+        score = score + 1e3 * jax.nn.relu(near - reach)
+        i = jnp.argmin(score)
+        return cand[i], jnp.where(i == m, -1, i).astype(jnp.int32), jnp.int32(3 * (m + 1))
+
+    return select
+
+
+def macro_selector(stack: Stack, cfg: AgentConfig, scale: float):
+    """`select(top_plan, key, z, zg) -> (subgoal, top_plan, n_evals)`: CEM over level-1
+    macro-actions, cost = latent distance to the goal (in top strides) along the level-1
+    rollout + top critic at the end; the subgoal is the first predicted latent."""
+    stride = stack.wm_cfg.strides[1]
+    planner = P.cem(cfg.top_samples, cfg.top_elites)
+
+    def cost(z, zg, macros):
+        model = nnx.merge(stack.wm_graph, stack.wm_params)
+        zs = model.rollout(1, z, macros)
+        d = costs.safe_norm(zs - zg) / (scale * stride)
+        return (cfg.running * jnp.sum(d) + cfg.terminal * d[-1]
+                + cfg.critic_weight * stack.critic(1)(zs[-1], zg))
+
+    def select(top_plan, key, z, zg):
+        plan, info = P.solve(planner, lambda u: cost(z, zg, u), top_plan, key, cfg.top_iters)
+        model = nnx.merge(stack.wm_graph, stack.wm_params)
+        return model.step(1, z, plan[0]), P.shift(plan), info["n_evals"]
+
+    return select
+
+
+def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
+                 planner: P.Planner | None = None, config: AgentConfig = AgentConfig(
+                     kind="hier", use_critic=True, horizon=8), top: str | None = None,
+                 scale: float | None = None) -> Policy:
+    """Subgoal selector on top, level-0 MPC (with critic0 terminal cost) below.
+
+    `top="critic"` needs `bank` (latents [M, d], e.g. from `make_bank`); `top="macro"`
+    needs a stack with at least two levels.
+    """
+    cfg = dataclasses.replace(config, kind="hier", top=top or config.top)
+    planner = planner or make_planner(cfg)
+    scale = scale or step_scale(task, stack)
+    act = _low_level(task, stack, cfg, planner, scale)
+    if cfg.top == "critic":
+        if bank is None:
+            raise ValueError("top='critic' needs a bank of encoded dataset states. Fix: pass "
+                             "bank=make_bank(task, stack, data, size)[0]")
+        choose = critic_selector(stack, bank, cfg.reach, cfg.progress)
+        top_shape = (1, 1)
+    else:
+        if stack.wm_cfg.levels < 2:
+            raise ValueError("top='macro' needs a stack with >= 2 levels. Fix: train with "
+                             "strides=(1, s) or use top='critic'")
+        choose_macro = macro_selector(stack, cfg, scale)
+        top_shape = (cfg.top_horizon, stack.wm_cfg.macro_dim)
+    n_top_model = cfg.top_samples * cfg.top_iters * cfg.top_horizon + 1
+
+    def init(key: jax.Array, state: State) -> AgentState:
+        return _initial(task, stack, cfg, key, state, top_shape)
+
+    def step(agent: AgentState, state: State) -> tuple[AgentState, jax.Array]:
+        key, k_top, k_low = jax.random.split(agent.key, 3)
+        z, zg = _encode(stack, state)
+        reached = costs.safe_norm(z - agent.subgoal) / scale <= cfg.reached
+        is_goal = agent.subgoal_idx == -1
+        # The goal as subgoal is kept once reached; it is replaced when the goal itself
+        # changes (a waypoint was passed).
+        goal_moved = costs.safe_norm(zg - agent.subgoal) > 1e-4
+        fresh = ((agent.t == 0) | (agent.since >= cfg.replan) | (reached & ~is_goal)
+                 | (is_goal & goal_moved))
+
+        if cfg.top == "critic":
+            def pick(_):
+                s, i, nc = choose(z, zg)
+                return s, i, agent.top_plan, jnp.int32(0), nc
+
+            def keep(_):
+                return agent.subgoal, agent.subgoal_idx, agent.top_plan, jnp.int32(0), \
+                    jnp.int32(0)
+        else:
+            def pick(_):
+                s, plan, _ = choose_macro(agent.top_plan, k_top, z, zg)
+                return s, jnp.int32(-2), plan, jnp.int32(n_top_model), \
+                    jnp.int32(cfg.top_samples * cfg.top_iters)
+
+            def keep(_):
+                return agent.subgoal, agent.subgoal_idx, agent.top_plan, jnp.int32(0), \
+                    jnp.int32(0)
+
+        sub, idx, top_plan, n_top, n_crit_top = jax.lax.cond(fresh, pick, keep, None)
+        action, plan, cost, n = act(agent.plan, k_low, z, sub)
+        agent = AgentState(plan=plan, top_plan=top_plan, key=key, subgoal=sub, subgoal_idx=idx,
+                           since=jnp.where(fresh, 1, agent.since + 1), t=agent.t + 1,
+                           cost=cost, n_evals=n, n_model=n * cfg.horizon + n_top,
+                           n_critic=n * int(cfg.use_critic) + n_crit_top)
+        return agent, action
+
+    return Policy(init=init, step=step)
+
+
+def build(cfg: AgentConfig, task: Task, stack: Stack, bank: jax.Array | None = None,
+          scale: float | None = None) -> Policy:
+    """The policy an agent definition describes."""
+    if cfg.kind == "flat":
+        return flat_learned(task, stack, config=cfg, scale=scale)
+    return hierarchical(task, stack, bank, config=cfg, scale=scale)
+
+
+# -- evaluation with compute accounting --------------------------------------------------
+def agent_record(state: State, agent, action: jax.Array) -> dict:
+    """`mpc.maze_record` plus the agent's per-step compute and subgoal."""
+    rec = mpc.maze_record(state, agent, action)
+    if isinstance(agent, AgentState):
+        rec.update(plan_cost=agent.cost, n_evals=agent.n_evals, n_model=agent.n_model,
+                   n_critic=agent.n_critic, subgoal_idx=agent.subgoal_idx,
+                   subgoal=agent.subgoal)
+    return rec
+
+
+def make_evaluate(task: Task, policy: Policy, steps: int | None = None
+                  ) -> Callable[[jax.Array], dict[str, jax.Array]]:
+    """`mpc.make_evaluate`'s metrics plus per-step `n_evals`, `n_model`, `n_critic` [N, T],
+    `subgoal_idx` [N, T], `subgoal` [N, T, d] and `goal_obs` [N, obs...]."""
+    steps = steps or task.episode_length
+    guard = costs.guardrails(task.guardrails, max_step=task.env.config.max_step)
+
+    def evaluate(keys: jax.Array) -> dict[str, jax.Array]:
+        s0, rec = mpc.run_episodes(task.env, policy, keys, steps, agent_record)
+        done = rec["success"] > 0
+        success = jnp.any(done, axis=1)
+        first = jnp.argmax(done, axis=1) + 1
+        pos = jnp.concatenate([s0.env_state.pos[:, None], rec["pos"]], axis=1)
+        viol = jax.vmap(lambda xs, a: costs.violations(guard, xs, a))(pos, rec["action"])
+        out = {"success": success, "steps_to_goal": jnp.where(success, first, -1),
+               "violations": viol["count"], "violation_amount": viol["amount"],
+               "positions": pos, "actions": rec["action"],
+               "goal": s0.env_state.targets[:, -1], "distance": rec["distance"]}
+        for k in ("n_evals", "n_model", "n_critic", "subgoal_idx", "subgoal"):
+            if k in rec:
+                out[k] = rec[k]
+        return out
+
+    return evaluate
+
+
+def evaluate(task: Task, policy: Policy, key: jax.Array, episodes: int,
+             steps: int | None = None) -> dict[str, jax.Array]:
+    """Jit-compile and run `episodes` episodes as one program."""
+    return jax.jit(make_evaluate(task, policy, steps))(jax.random.split(key, episodes))

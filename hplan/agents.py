@@ -1,0 +1,156 @@
+"""Agent definitions: a short TOML file (or an `AgentConfig` in Python) -> frozen config.
+
+`load_agent("hier-2")` reads `agents/hier-2.toml`; a path to any `.toml` works too. Every
+mistake raises `ValueError("FILE:LINE:COL: what. Fix: how")` before any compute. Build
+the policy with `hplan.agent.build(config, task, stack, bank)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from pathlib import Path
+
+AGENTS_DIR = Path(os.environ.get("HPLAN_AGENTS_DIR",
+                                 Path(__file__).resolve().parents[1] / "agents"))
+KINDS = ("flat", "hier")
+PLANNERS = ("gradient", "cem", "mppi", "hybrid")
+TOPS = ("critic", "macro")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    """Everything an agent definition sets. Distances and costs are in base steps."""
+
+    name: str = "flat-mpc"
+    kind: str = "flat"  # "flat": one level; "hier": a subgoal selector above level 0
+    description: str = ""
+    # low level (level-0 MPC)
+    planner: str = "gradient"  # gradient | cem | mppi | hybrid
+    horizon: int = 12
+    iters: int = 8
+    lr: float = 0.3  # gradient: adam step size on actions
+    restarts: int = 4  # gradient: parallel restarts
+    init_noise: float = 0.5  # gradient: noise of restarts 1..R
+    samples: int = 64  # cem / mppi / hybrid sampler
+    elites: int = 8  # cem
+    temperature: float = 0.5  # mppi
+    sample_iters: int = 2  # hybrid: sampler iterations before gradient refinement
+    running: float = 1.0  # weight of summed latent distance to the (sub)goal, in steps
+    terminal: float = 1.0  # extra weight on the last step's latent distance
+    use_critic: bool = False  # add critic0(z_H, goal) as terminal cost
+    critic_weight: float = 1.0
+    guard_weight: float = 20.0  # keep-out penalty on probed positions
+    guard_margin: float = 0.1
+    # high level (kind = "hier")
+    top: str = "critic"  # "critic": bank subgoal selector; "macro": CEM on level-1 macros
+    bank: int = 2048  # encoded dataset states the selector chooses among
+    reach: float = 5.0  # max critic0 cost-to-go (base steps) to a chosen subgoal
+    progress: float = 0.5  # extra weight on the subgoal's cost-to-go to the goal
+    replan: int = 4  # re-select the subgoal every `replan` control steps ...
+    reached: float = 1.0  # ... or when within this latent distance (in steps) of it
+    top_horizon: int = 3  # macro: level-1 macro-actions planned
+    top_samples: int = 64  # macro: CEM samples
+    top_elites: int = 8
+    top_iters: int = 3
+
+    def __post_init__(self):
+        checks = [
+            (self.kind in KINDS, "kind", f"kind={self.kind!r}", f"use one of {KINDS}"),
+            (self.planner in PLANNERS, "planner", f"planner={self.planner!r}",
+             f"use one of {PLANNERS}"),
+            (self.top in TOPS, "top", f"top={self.top!r}", f"use one of {TOPS}"),
+        ]
+        for key in ("horizon", "iters", "restarts", "samples", "elites", "bank", "replan",
+                    "top_horizon", "top_samples", "top_elites", "top_iters"):
+            v = getattr(self, key)
+            checks.append((isinstance(v, int) and v >= 1, key, f"{key}={v!r}",
+                           "use a positive integer"))
+        for key in ("lr", "reach", "reached", "temperature"):
+            v = getattr(self, key)
+            checks.append((v > 0, key, f"{key}={v!r}", "use a positive number"))
+        checks.append((self.elites <= self.samples, "elites",
+                       f"elites={self.elites} > samples={self.samples}", "use elites <= samples"))
+        checks.append((self.top_elites <= self.top_samples, "top_elites",
+                       f"top_elites={self.top_elites} > top_samples={self.top_samples}",
+                       "use top_elites <= top_samples"))
+        for ok, key, what, fix in checks:
+            if not ok:
+                raise _ConfigError(key, what, fix)
+
+
+class _ConfigError(ValueError):
+    def __init__(self, key: str, what: str, fix: str):
+        super().__init__(f"{what}. Fix: {fix}")
+        self.key, self.what, self.fix = key, what, fix
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(AgentConfig)}
+
+
+def _where(lines: list[str], key: str) -> tuple[int, int]:
+    pat = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    for i, ln in enumerate(lines):
+        if pat.match(ln):
+            return i + 1, ln.index(key) + 1
+    return 1, 1
+
+
+def parse_agent(text: str, source: str = "<string>") -> AgentConfig:
+    """Parse an agent file's TOML text."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+), column (\d+)", str(e))
+        line, col = (m.group(1), m.group(2)) if m else ("1", "1")
+        raise ValueError(f"{source}:{line}:{col}: not valid TOML ({e}). "
+                         "Fix: check quotes, brackets and '=' signs") from None
+    lines = text.split("\n")
+
+    def err(key, what, fix):
+        line, col = _where(lines, key)
+        return ValueError(f"{source}:{line}:{col}: {what}. Fix: {fix}")
+
+    for key, value in raw.items():
+        if key not in _FIELDS:
+            raise err(key, f"unknown key {key!r}", f"use one of: {', '.join(sorted(_FIELDS))}")
+        want = type(_FIELDS[key].default)
+        ok = (isinstance(value, want) and not (want is int and isinstance(value, bool))
+              or (want is float and isinstance(value, int) and not isinstance(value, bool)))
+        if not ok:
+            raise err(key, f"{key} = {value!r} is not a {want.__name__}",
+                      f"write {key} = <{want.__name__}>")
+    fields = {k: float(v) if type(_FIELDS[k].default) is float else v for k, v in raw.items()}
+    try:
+        return AgentConfig(**fields)
+    except _ConfigError as e:
+        raise err(e.key, e.what, e.fix) from None
+
+
+def available() -> dict[str, Path]:
+    """Shipped agent names -> files."""
+    out = {}
+    for path in sorted(AGENTS_DIR.glob("*.toml")):
+        try:
+            name = tomllib.loads(path.read_text()).get("name", path.stem)
+        except tomllib.TOMLDecodeError:
+            name = path.stem
+        out[name] = path
+    return out
+
+
+def load_agent(name_or_path: str | Path) -> AgentConfig:
+    """Load an agent by shipped name (`agents/*.toml`) or by path to a .toml file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.is_file():
+        if not path.is_file():
+            raise ValueError(f"{path}: agent file not found. Fix: check the path")
+        return parse_agent(path.read_text(), source=str(path))
+    known = available()
+    if str(name_or_path) not in known:
+        raise ValueError(f"unknown agent {str(name_or_path)!r}. Known agents: "
+                         f"{', '.join(known)}. Fix: pick one of these or pass a .toml path")
+    p = known[str(name_or_path)]
+    return parse_agent(p.read_text(), source=str(p))
