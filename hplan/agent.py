@@ -156,6 +156,10 @@ def _initial(task: Task, stack: Stack, cfg: AgentConfig, key: jax.Array, state: 
                       cost=jnp.float32(jnp.inf), n_evals=zero, n_model=zero, n_critic=zero)
 
 
+HIER_DEFAULT = AgentConfig(name="hier-2", kind="hier", horizon=8, running=0.1, terminal=0.0,
+                           use_critic=True)
+
+
 # -- agents ------------------------------------------------------------------------------
 def flat_learned(task: Task, stack: Stack, planner: P.Planner | None = None,
                  horizon: int | None = None, iters: int | None = None,
@@ -234,14 +238,15 @@ def macro_selector(stack: Stack, cfg: AgentConfig, scale: float):
 
 
 def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
-                 planner: P.Planner | None = None, config: AgentConfig = AgentConfig(
-                     kind="hier", use_critic=True, horizon=8), top: str | None = None,
-                 scale: float | None = None) -> Policy:
+                 planner: P.Planner | None = None, config: AgentConfig | None = None,
+                 top: str | None = None, scale: float | None = None) -> Policy:
     """Subgoal selector on top, level-0 MPC (with critic0 terminal cost) below.
 
     `top="critic"` needs `bank` (latents [M, d], e.g. from `make_bank`); `top="macro"`
-    needs a stack with at least two levels.
+    needs a stack with at least two levels. `config` defaults to `HIER_DEFAULT` (the
+    values of `agents/hier-2.toml`).
     """
+    config = config or HIER_DEFAULT
     cfg = dataclasses.replace(config, kind="hier", top=top or config.top)
     planner = planner or make_planner(cfg)
     scale = scale or step_scale(task, stack)

@@ -1,0 +1,179 @@
+"""Agents over a learned stack: one jit per batch of episodes, bounded actions, compute
+accounting, subgoals that make progress, and flat learned MPC that approaches the goal."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hplan import agent, critic, data, mpc, stack, tasks, trainer, wm_train
+from hplan.agents import AgentConfig, available, load_agent, parse_agent
+from hplan.diagnostics import fit_probe
+from hplan.models import WMConfig
+
+WM = WMConfig(latent_dim=8, hidden=64, strides=(1, 4))
+TC = wm_train.TrainConfig(steps=600, batch=128, rollout=(4, 2), chunk=200)
+CC = critic.CriticConfig(steps=1000, batch=256, chunk=500, nodes=1024)
+EPISODES = 24
+LOW = dict(horizon=8, iters=6, restarts=4, running=0.1, terminal=0.0, use_critic=True)
+HIER = AgentConfig(kind="hier", bank=256, **LOW)
+
+
+@pytest.fixture(scope="module")
+def rooms():
+    task = tasks.load("two-rooms")
+    ds = data.collect(task, jax.random.key(0), episodes=512, steps=32)
+    st = stack.train(task, ds, None, WM, TC, CC, show=False)
+    bank, bank_pos = agent.make_bank(task, st, ds, HIER.bank)
+    return task, st, bank, bank_pos, agent.step_scale(task, st)
+
+
+def _wm_only_stack(task, ds):
+    """A stack whose world model and probe are trained; critics stay at initialisation
+    (the flat agent without critic never calls them)."""
+    tc = dataclasses.replace(TC, steps=400)
+    model = wm_train.build_model((2,), 2, WM, tc.seed)
+    graph, opt, state = wm_train.init_state(model, tc)
+    chunk = wm_train.make_chunk(graph, opt, jnp.asarray(ds.obs), jnp.asarray(ds.actions), WM, tc)
+    state, _ = trainer.run(state, chunk, tc.steps, tc.chunk, None, "wm", show=False)
+    z = wm_train.encode_all(graph, state["params"], ds.obs)
+    cgraph, _, cstate = critic.init_state(WM, CC)
+    return stack.Stack(wm_cfg=WM, wm_graph=graph, wm_params=state["params"],
+                       critic_graph=cgraph, critic_params=(cstate["params"],) * 2,
+                       probe=fit_probe(z, ds.pos), metrics={})
+
+
+def _bfs(task, a, b):
+    idx, dist = task.layout.cell_index(), task.layout.distances()
+    a, b = np.floor(a).astype(int), np.floor(b).astype(int)
+    return dist[idx[a[..., 0], a[..., 1]], idx[b[..., 0], b[..., 1]]]
+
+
+def _keys(seed=1, n=EPISODES):
+    return jax.random.split(jax.random.key(seed), n)
+
+
+# -- definitions -------------------------------------------------------------------------
+def test_shipped_agents_load_and_bad_files_point_at_the_line(tmp_path):
+    names = set(available())
+    assert {"flat-mpc", "flat-mpc-critic", "hier-2"} <= names
+    for name in names:
+        cfg = load_agent(name)
+        assert cfg.name == name and cfg.horizon >= 1
+    assert load_agent("hier-2").kind == "hier" and load_agent("flat-mpc-critic").use_critic
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        load_agent("hier-2").horizon = 3
+    with pytest.raises(ValueError, match=r"<string>:2:1: unknown key 'horizn'"):
+        parse_agent('name = "x"\nhorizn = 3\n')
+    with pytest.raises(ValueError, match=r"<string>:3:1: planner='adam'.*Fix"):
+        parse_agent('name = "x"\n\nplanner = "adam"\n')
+    with pytest.raises(ValueError, match=r"<string>:1:1: horizon = 2.5 is not a int"):
+        parse_agent("horizon = 2.5")
+    with pytest.raises(ValueError, match=r"elites=9 > samples=8"):
+        parse_agent("samples = 8\nelites = 9")
+    with pytest.raises(ValueError, match="unknown agent 'nope'"):
+        load_agent("nope")
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\nkind = "hier"\nreach = 3\n')
+    assert load_agent(path).reach == 3.0
+
+
+# -- two rooms: whole episodes under one jit ---------------------------------------------
+@pytest.fixture(scope="module")
+def hier_run(rooms):
+    """One compiled batch of hierarchical episodes, shared by the tests below."""
+    task, st, bank, _, scale = rooms
+    policy = agent.hierarchical(task, st, bank, config=HIER, scale=scale)
+    evaluate = agent.make_evaluate(task, policy)
+    return policy, evaluate, jax.jit(evaluate)(_keys(2))
+
+
+def _check_run(task, cfg, evaluate, out, n_bank=0):
+    jaxpr = jax.make_jaxpr(evaluate)(_keys())
+    scans = [e for e in jaxpr.eqns if e.primitive.name == "scan"]
+    assert len(scans) == 1 and scans[0].params["length"] == task.episode_length
+    acts = np.asarray(out["actions"])
+    assert acts.shape == (EPISODES, task.episode_length, 2)
+    assert np.all(np.isfinite(acts)) and np.all(np.abs(acts) <= 1.0)
+    n_low = cfg.restarts * cfg.iters
+    np.testing.assert_array_equal(out["n_evals"], n_low)
+    np.testing.assert_array_equal(out["n_model"], n_low * cfg.horizon)
+    n_critic = np.asarray(out["n_critic"])
+    if cfg.kind == "flat":
+        np.testing.assert_array_equal(n_critic, n_low)
+        return
+    # A selection scores every bank state and the goal with three critic calls.
+    selected = n_critic > n_low
+    np.testing.assert_array_equal(n_critic[selected], n_low + 3 * (n_bank + 1))
+    assert selected[:, 0].all()  # the first step always selects
+    for row in selected:
+        assert np.diff(np.nonzero(row)[0]).max() <= cfg.replan
+
+
+def test_flat_agent_is_one_jitted_program_with_bounded_actions_and_counted_compute(rooms):
+    task, st, _, _, scale = rooms
+    cfg = AgentConfig(**LOW)
+    evaluate = agent.make_evaluate(task, agent.flat_learned(task, st, config=cfg, scale=scale))
+    _check_run(task, cfg, evaluate, jax.jit(evaluate)(_keys()))
+
+
+def test_hierarchical_agent_is_one_jitted_program_with_counted_compute(rooms, hier_run):
+    task, _, bank, _, _ = rooms
+    policy, evaluate, out = hier_run
+    _check_run(task, HIER, evaluate, out, n_bank=len(bank))
+    # The policies are plain `mpc.Policy`s: the generic evaluator traces them too.
+    shapes = jax.eval_shape(mpc.make_evaluate(task, policy), _keys(n=2))
+    assert shapes["positions"].shape == (2, task.episode_length + 1, 2)
+
+
+def test_critic_subgoal_lies_between_start_and_goal(rooms, hier_run):
+    task, _, _, bank_pos, _ = rooms
+    out = hier_run[2]
+    idx = np.asarray(out["subgoal_idx"])[:, 0]
+    start, goal = np.asarray(out["positions"])[:, 0], np.asarray(out["goal"])
+    assert np.mean(idx >= 0) >= 0.9  # the goal (>= 8 cells away) is out of reach
+    sub = np.where(idx[:, None] >= 0, bank_pos[np.maximum(idx, 0)], goal)
+    d_start, d_sub = _bfs(task, start, goal), _bfs(task, sub, goal)
+    assert np.mean(d_sub < d_start) >= 0.8
+    assert np.mean(d_start - d_sub) >= 1.0
+    # Subgoals are nearby: a few cells, not half the maze.
+    assert np.median(_bfs(task, start, sub)) <= 4
+
+
+def test_hierarchical_agent_approaches_the_goal(rooms, hier_run):
+    task = rooms[0]
+    out = hier_run[2]
+    pos, goal = np.asarray(out["positions"]), np.asarray(out["goal"])
+    d0, d_end = _bfs(task, pos[:, 0], goal), _bfs(task, pos[:, -1], goal)
+    assert d_end.mean() < 0.8 * d0.mean()
+
+
+def test_macro_top_hands_down_a_predicted_subgoal(rooms):
+    task, st, _, _, scale = rooms
+    cfg = dataclasses.replace(HIER, top="macro", top_samples=32, top_iters=2)
+    policy = agent.hierarchical(task, st, config=cfg, scale=scale)
+    out = jax.jit(agent.make_evaluate(task, policy, steps=12))(_keys(n=4))
+    assert np.all(np.asarray(out["subgoal_idx"]) == -2)
+    assert np.all(np.isfinite(np.asarray(out["subgoal"])))
+    n_model = np.asarray(out["n_model"])
+    n_low = cfg.restarts * cfg.iters * cfg.horizon
+    assert n_model[:, 0].min() == n_low + cfg.top_samples * cfg.top_iters * cfg.top_horizon + 1
+    assert np.all(np.abs(np.asarray(out["actions"])) <= 1.0)
+    with pytest.raises(ValueError, match="needs a bank"):
+        agent.hierarchical(task, st, None, config=HIER)
+
+
+# -- open arena: flat MPC over the learned model -----------------------------------------
+def test_flat_learned_mpc_approaches_the_goal_on_open():
+    task = tasks.load("open")
+    ds = data.collect(task, jax.random.key(0), episodes=256, steps=32)
+    st = _wm_only_stack(task, ds)
+    policy = agent.flat_learned(task, st, horizon=12, iters=8, use_critic=False)
+    out = jax.jit(agent.make_evaluate(task, policy))(_keys(4))
+    pos, goal = np.asarray(out["positions"]), np.asarray(out["goal"])
+    d0 = np.linalg.norm(pos[:, 0] - goal, axis=-1)
+    d_end = np.linalg.norm(pos[:, -1] - goal, axis=-1)
+    assert d_end.mean() < 0.4 * d0.mean()
+    assert np.mean(d_end < d0) >= 0.9
