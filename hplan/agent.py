@@ -11,7 +11,8 @@ here, which also reports compute) runs whole episodes under one jit.
   MPC. `top="critic"` picks, from a bank of encoded dataset states, the subgoal that
   minimises `V_top(z, s) + (1 + progress) V_top(s, g)` subject to `V_0(z, s) <= reach`;
   `top="macro"` plans level-1 macro-actions with CEM and takes the first predicted latent
-  (HWM style). The subgoal is re-selected every `replan` steps or once reached.
+  (HWM style). The subgoal is re-selected every `replan` steps, or once reached (within
+  `reached` latent steps; `reached = 0` turns this trigger off, see `hierarchical`).
 
 Compute is counted in the agent state per control step: `n_evals` (planner cost
 evaluations; a value-and-grad counts one), `n_model` (predictor calls at any level, a
@@ -157,7 +158,7 @@ def _initial(task: Task, stack: Stack, cfg: AgentConfig, key: jax.Array, state: 
 
 
 HIER_DEFAULT = AgentConfig(name="hier-2", kind="hier", horizon=8, running=0.1, terminal=0.0,
-                           use_critic=True)
+                           use_critic=True, reached=0.0)
 
 
 # -- agents ------------------------------------------------------------------------------
@@ -245,6 +246,11 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
     `top="critic"` needs `bank` (latents [M, d], e.g. from `make_bank`); `top="macro"`
     needs a stack with at least two levels. `config` defaults to `HIER_DEFAULT` (the
     values of `agents/hier-2.toml`).
+
+    With `config.reached = 0` (and no waypoints) the selection schedule depends only on
+    the step counter, which stays unbatched under `vmap` over episodes, so `lax.cond`
+    really skips the selector between replans. An event trigger (`reached > 0`) makes the
+    predicate per-episode; vmap then computes the selector every step and selects.
     """
     config = config or HIER_DEFAULT
     cfg = dataclasses.replace(config, kind="hier", top=top or config.top)
@@ -263,6 +269,10 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
                              "strides=(1, s) or use top='critic'")
         choose_macro = macro_selector(stack, cfg, scale)
         top_shape = (cfg.top_horizon, stack.wm_cfg.macro_dim)
+    # Without event triggers the selection schedule depends on the step counter alone,
+    # which stays unbatched under `vmap` over episodes: `lax.cond` then really skips the
+    # selector between replans instead of computing both branches and selecting.
+    staged = task.env.n_targets > 1
     n_top_model = cfg.top_samples * cfg.top_iters * cfg.top_horizon + 1
 
     def init(key: jax.Array, state: State) -> AgentState:
@@ -271,13 +281,15 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
     def step(agent: AgentState, state: State) -> tuple[AgentState, jax.Array]:
         key, k_top, k_low = jax.random.split(agent.key, 3)
         z, zg = _encode(stack, state)
-        reached = costs.safe_norm(z - agent.subgoal) / scale <= cfg.reached
-        is_goal = agent.subgoal_idx == -1
-        # The goal as subgoal is kept once reached; it is replaced when the goal itself
-        # changes (a waypoint was passed).
-        goal_moved = costs.safe_norm(zg - agent.subgoal) > 1e-4
-        fresh = ((agent.t == 0) | (agent.since >= cfg.replan) | (reached & ~is_goal)
-                 | (is_goal & goal_moved))
+        fresh = (agent.t == 0) | (agent.since >= cfg.replan)
+        if cfg.reached > 0:
+            reached = costs.safe_norm(z - agent.subgoal) / scale <= cfg.reached
+            fresh = fresh | (reached & (agent.subgoal_idx != -1))
+        if staged:
+            # The goal as subgoal is kept once reached, and replaced when the goal itself
+            # changes (a waypoint was passed).
+            goal_moved = costs.safe_norm(zg - agent.subgoal) > 1e-4
+            fresh = fresh | ((agent.subgoal_idx == -1) & goal_moved)
 
         if cfg.top == "critic":
             def pick(_):

@@ -50,7 +50,7 @@ class AgentConfig:
     reach: float = 5.0  # max critic0 cost-to-go (base steps) to a chosen subgoal
     progress: float = 0.5  # extra weight on the subgoal's cost-to-go to the goal
     replan: int = 4  # re-select the subgoal every `replan` control steps ...
-    reached: float = 1.0  # ... or when within this latent distance (in steps) of it
+    reached: float = 1.0  # ... or when within this latent distance (steps) of it; 0: off
     top_horizon: int = 3  # macro: level-1 macro-actions planned
     top_samples: int = 64  # macro: CEM samples
     top_elites: int = 8
@@ -68,9 +68,11 @@ class AgentConfig:
             v = getattr(self, key)
             checks.append((isinstance(v, int) and v >= 1, key, f"{key}={v!r}",
                            "use a positive integer"))
-        for key in ("lr", "reach", "reached", "temperature"):
+        for key in ("lr", "reach", "temperature"):
             v = getattr(self, key)
             checks.append((v > 0, key, f"{key}={v!r}", "use a positive number"))
+        checks.append((self.reached >= 0, "reached", f"reached={self.reached!r}",
+                       "use a number >= 0 (0 turns the trigger off)"))
         checks.append((self.elites <= self.samples, "elites",
                        f"elites={self.elites} > samples={self.samples}", "use elites <= samples"))
         checks.append((self.top_elites <= self.top_samples, "top_elites",
