@@ -158,7 +158,7 @@ def _initial(task: Task, stack: Stack, cfg: AgentConfig, key: jax.Array, state: 
 
 
 HIER_DEFAULT = AgentConfig(name="hier-2", kind="hier", horizon=8, running=0.1, terminal=0.0,
-                           use_critic=True, reached=0.0)
+                           use_critic=True, reached=0.0, candidates=256)
 
 
 # -- agents ------------------------------------------------------------------------------
@@ -193,25 +193,34 @@ def flat_learned(task: Task, stack: Stack, planner: P.Planner | None = None,
     return Policy(init=init, step=step)
 
 
-def critic_selector(stack: Stack, bank: jax.Array, reach: float, progress: float):
+def critic_selector(stack: Stack, bank: jax.Array, reach: float, progress: float,
+                    candidates: int = 0):
     """`select(z, zg) -> (subgoal, index, n_critic)` over `bank` plus the goal itself.
 
     Score `V_top(z, s) + (1 + progress) V_top(s, g)`, a hinge keeping `V_0(z, s) <= reach`
     (the closest-to-reach candidate wins if none is within reach). Index -1 is the goal.
+    `candidates > 0` scores only that many bank states nearest to `z` in latent space
+    (reach is short, so the feasible set is local), which divides the critic calls by
+    `len(bank) / candidates`.
     """
     bank = jnp.asarray(bank, jnp.float32)
     m = bank.shape[0]
+    k = min(candidates, m) if candidates > 0 else m
 
     def select(z, zg):
         c0, ct = stack.critic(0), stack.critic(1)
-        cand = jnp.concatenate([bank, zg[None]])
+        if k < m:
+            _, near = jax.lax.top_k(-jnp.sum((bank - z) ** 2, -1), k)
+        else:
+            near = jnp.arange(m)
+        cand = jnp.concatenate([bank[near], zg[None]])
         zz = jnp.broadcast_to(z, cand.shape)
         gg = jnp.broadcast_to(zg, cand.shape)
-        near = c0(zz, cand)
         score = ct(zz, cand) + (1.0 + progress) * ct(cand, gg)
-        score = score + 1e3 * jax.nn.relu(near - reach)
+        score = score + 1e3 * jax.nn.relu(c0(zz, cand) - reach)
         i = jnp.argmin(score)
-        return cand[i], jnp.where(i == m, -1, i).astype(jnp.int32), jnp.int32(3 * (m + 1))
+        idx = jnp.where(i == k, -1, near[jnp.minimum(i, k - 1)]).astype(jnp.int32)
+        return cand[i], idx, jnp.int32(3 * (k + 1))
 
     return select
 
@@ -261,7 +270,7 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
         if bank is None:
             raise ValueError("top='critic' needs a bank of encoded dataset states. Fix: pass "
                              "bank=make_bank(task, stack, data, size)[0]")
-        choose = critic_selector(stack, bank, cfg.reach, cfg.progress)
+        choose = critic_selector(stack, bank, cfg.reach, cfg.progress, cfg.candidates)
         top_shape = (1, 1)
     else:
         if stack.wm_cfg.levels < 2:

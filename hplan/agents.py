@@ -47,6 +47,7 @@ class AgentConfig:
     # high level (kind = "hier")
     top: str = "critic"  # "critic": bank subgoal selector; "macro": CEM on level-1 macros
     bank: int = 2048  # encoded dataset states the selector chooses among
+    candidates: int = 0  # score only this many latent-nearest bank states (0: all)
     reach: float = 5.0  # max critic0 cost-to-go (base steps) to a chosen subgoal
     progress: float = 0.5  # extra weight on the subgoal's cost-to-go to the goal
     replan: int = 4  # re-select the subgoal every `replan` control steps ...
@@ -68,6 +69,8 @@ class AgentConfig:
             v = getattr(self, key)
             checks.append((isinstance(v, int) and v >= 1, key, f"{key}={v!r}",
                            "use a positive integer"))
+        checks.append((self.candidates >= 0, "candidates", f"candidates={self.candidates!r}",
+                       "use 0 (score the whole bank) or a positive count"))
         for key in ("lr", "reach", "temperature"):
             v = getattr(self, key)
             checks.append((v > 0, key, f"{key}={v!r}", "use a positive number"))

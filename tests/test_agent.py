@@ -18,7 +18,8 @@ TC = wm_train.TrainConfig(steps=600, batch=128, rollout=(4, 2), chunk=200)
 CC = critic.CriticConfig(steps=1000, batch=256, chunk=500, nodes=1024)
 EPISODES = 24
 LOW = dict(horizon=8, iters=6, restarts=4, running=0.1, terminal=0.0, use_critic=True)
-HIER = AgentConfig(kind="hier", bank=256, reached=0.0, **LOW)  # periodic, as in hier-2
+# Periodic selection among the latent-nearest bank states, as in agents/hier-2.toml.
+HIER = AgentConfig(kind="hier", bank=512, candidates=128, reached=0.0, **LOW)
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +120,10 @@ def _check_run(task, cfg, evaluate, out, n_bank=0):
     if cfg.kind == "flat":
         np.testing.assert_array_equal(n_critic, n_low)
         return
-    # A selection scores every bank state and the goal with three critic calls.
+    # A selection scores each candidate bank state and the goal with three critic calls.
     selected = n_critic > n_low
-    np.testing.assert_array_equal(n_critic[selected], n_low + 3 * (n_bank + 1))
+    n_cand = min(cfg.candidates or n_bank, n_bank)
+    np.testing.assert_array_equal(n_critic[selected], n_low + 3 * (n_cand + 1))
     assert selected[:, 0].all()  # the first step always selects
     for row in selected:
         if cfg.reached == 0:
