@@ -53,6 +53,7 @@ def _train(args) -> int:
 
     task = tasks.load(args.task)
     wm = WMConfig(latent_dim=args.latent_dim, strides=tuple(args.strides),
+                  macro_dim=args.macro_dim,
                   pixels=task.env.config.obs_type == "pixels")
     tc = wm_train.TrainConfig(steps=args.steps, anti_collapse=args.anti_collapse,
                               rollout=tuple(args.rollout) if args.rollout else
@@ -65,7 +66,29 @@ def _train(args) -> int:
         ds = data.collect(task, jax.random.key(args.seed), args.episodes, 64)
         data.save(ds, f"{args.out}/data")
     st = stack.train(task, ds, args.out, wm, tc, cc)
-    m = st.metrics
+    _report(st.metrics)
+    print(f"wrote {args.out}/metrics.json and {args.out}/diagnostics.png")
+    return 0
+
+
+def _diagnose(args) -> int:
+    import json
+
+    from hplan import data, render, stack, tasks
+
+    task = tasks.load(args.task)
+    st = stack.load(args.out, task)
+    ds = data.load(args.data or f"{args.out}/data", task)
+    m = stack.diagnose(task, ds, st)
+    m["history"] = st.metrics.get("history", {})
+    m["probe"] = st.metrics.get("probe")
+    (Path(args.out) / "metrics.json").write_text(json.dumps(m, indent=2))
+    render.save_diagnostics(m, Path(args.out) / "diagnostics.png")
+    _report(m)
+    return 0
+
+
+def _report(m: dict) -> None:
     print(f"effective rank {m['effective_rank']:.2f}  probe R2 " +
           "  ".join(f"{k} {v:.3f}" for k, v in m["probe_r2"].items()))
     for level, e in m["pred_error"].items():
@@ -74,8 +97,6 @@ def _train(args) -> int:
     for name, c in m["critic"].items():
         print(f"critic {name}: Spearman {c['spearman']:.4f}  descent "
               f"{c['descent_consistency']:.4f}")
-    print(f"wrote {args.out}/metrics.json and {args.out}/diagnostics.png")
-    return 0
 
 
 def _demo(args) -> int:
@@ -121,14 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: collect --episodes fresh episodes)")
     s.add_argument("--out", required=True, help="run dir; re-running resumes it")
     s.add_argument("--episodes", type=int, default=4096)
-    s.add_argument("--steps", type=int, default=4000, help="world-model updates")
+    s.add_argument("--steps", type=int, default=8000, help="world-model updates")
     s.add_argument("--critic-steps", type=int, default=20000, help="updates per critic")
     s.add_argument("--anti-collapse", default="vicreg", choices=["vicreg", "ema", "none"])
     s.add_argument("--latent-dim", type=int, default=16)
     s.add_argument("--strides", type=int, nargs="+", default=[1, 8])
+    s.add_argument("--macro-dim", type=int, default=8, help="macro-action size, levels > 0")
     s.add_argument("--rollout", type=int, nargs="+", default=None)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=_train)
+
+    s = sub.add_parser("diagnose", help="re-run diagnostics of a trained run dir")
+    s.add_argument("--task", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--data", default=None, help="dataset dir (default: OUT/data)")
+    s.set_defaults(fn=_diagnose)
 
     s = sub.add_parser("demo", help="the main job on the default task")
     s.add_argument("--task", default="two-rooms")

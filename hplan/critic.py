@@ -132,10 +132,19 @@ def graph_distances(z: np.ndarray, n_nodes: int, seed: int = 0):
                           for i in range(0, len(flat), 16384)]).reshape(n, t1)
     src, dst = ids[:, :-1].ravel(), ids[:, 1:].ravel()
     keep = src != dst
-    g = coo_matrix((np.ones(keep.sum()), (src[keep], dst[keep])),
-                   shape=(len(nodes), len(nodes))).tocsr()
-    g.data[:] = 1.0
-    dist = shortest_path(g, method="D", directed=True, unweighted=True)
+    src, dst = src[keep], dst[keep]
+    # Edge length: distance between the two nodes, in units of a full-speed step (the
+    # 95th percentile of the data's own per-step displacement). Hop counts would make
+    # every edge cost the same, however far apart its nodes are.
+    step = np.percentile(np.linalg.norm(np.diff(z, axis=1), axis=-1), 95)
+    length = np.linalg.norm(nodes[src] - nodes[dst], axis=-1) / max(step, 1e-8)
+    g = coo_matrix((np.maximum(length, 1e-3), (src, dst)), shape=(len(nodes),) * 2).tocsr()
+    g.sum_duplicates()
+    # Duplicate edges were summed; restore their single length.
+    g.data = np.maximum(np.linalg.norm(
+        nodes[np.repeat(np.arange(len(nodes)), np.diff(g.indptr))] - nodes[g.indices],
+        axis=-1) / max(step, 1e-8), 1e-3)
+    dist = shortest_path(g, method="D", directed=True)
     finite = np.isfinite(dist)
     dist[~finite] = dist[finite].max() + 1
     return ids, dist.astype(np.float32)

@@ -10,7 +10,6 @@ from scipy.stats import spearmanr
 
 from hplan.layout import Layout
 
-
 COLLAPSE_STD = 0.05  # VICReg asks for std >= 1 per dimension; healthy runs sit at 0.3-1
 
 

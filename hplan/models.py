@@ -20,7 +20,7 @@ class WMConfig:
     latent_dim: int = 16
     hidden: int = 128
     strides: tuple[int, ...] = (1, 8)
-    macro_dim: int = 4  # latent macro-action size for levels > 0
+    macro_dim: int = 8  # latent macro-action size for levels > 0
     noise_dim: int = 0  # latent variable for non-deterministic worlds (0 = deterministic)
     pixels: bool = False
 

@@ -133,7 +133,7 @@ def train(task: Task, data: Dataset, out: str | Path | None, wm: WMConfig = WMCo
         critics.append(cstate["params"])
     stack = Stack(wm_cfg=wm, wm_graph=graph, wm_params=params, critic_graph=cgraph,
                   critic_params=tuple(critics), probe=diag.fit_probe(z, data.pos), metrics={})
-    metrics = diagnose(task, data, stack, tc, z=z, obs=obs)
+    metrics = diagnose(task, data, stack, z=z, obs=obs)
     metrics["history"] = {"world_model": wm_hist, **crit_hist}
     metrics["probe"] = [stack.probe[0].tolist(), stack.probe[1].tolist()]
     stack = dataclasses.replace(stack, metrics=metrics)
@@ -145,7 +145,7 @@ def train(task: Task, data: Dataset, out: str | Path | None, wm: WMConfig = WMCo
     return stack
 
 
-def diagnose(task: Task, data: Dataset, stack: Stack, tc, z=None, obs=None) -> dict:
+def diagnose(task: Task, data: Dataset, stack: Stack, z=None, obs=None) -> dict:
     """Collapse, probes (per level, on predicted latents), prediction error, critics."""
     wm = stack.wm_cfg
     obs = _obs_arrays(task, data) if obs is None else obs
@@ -153,7 +153,7 @@ def diagnose(task: Task, data: Dataset, stack: Stack, tc, z=None, obs=None) -> d
     model = stack.model()
     m = {"task": task.name, **diag.latent_stats(z), "probe_r2": {}, "pred_error": {}}
     rng = np.random.default_rng(1)
-    sel = rng.permutation(data.n_episodes)[:1024]
+    sel = rng.permutation(data.n_episodes)[:2048]
     for level, stride in enumerate(wm.strides):
         k = max(1, min(data.n_steps // stride, 8 if level == 0 else 4))
         zt = z[sel, : k * stride + 1 : stride]
@@ -167,8 +167,11 @@ def diagnose(task: Task, data: Dataset, stack: Stack, tc, z=None, obs=None) -> d
         pos0 = data.pos[sel, 0]
         wall = diag.near_wall(task.layout, pos0)
         pred = np.asarray(jax.jit(jax.vmap(roll))(jnp.asarray(zt[:, 0]), jnp.asarray(u)))
-        m["probe_r2"][f"level{level}"] = diag.probe_r2(
-            pred, data.pos[sel, stride : k * stride + 1 : stride])
+        true_pos = data.pos[sel, stride : k * stride + 1 : stride]
+        # A level's latent is what its predictor outputs one of its own steps ahead.
+        m["probe_r2"][f"level{level}"] = diag.probe_r2(pred[:, :1], true_pos[:, :1])
+        m.setdefault("probe_r2_by_horizon", {})[f"level{level}"] = [
+            diag.probe_r2(pred[:, j], true_pos[:, j]) for j in range(k)]
         m["pred_error"][f"level{level}"] = {
             "stride": stride, "horizon_steps": [stride * (j + 1) for j in range(k)],
             "all": err.mean(0).tolist(), "near_wall": err[wall].mean(0).tolist(),

