@@ -12,6 +12,7 @@ from hplan import agent, critic, data, mpc, stack, tasks, trainer, wm_train
 from hplan.agents import AgentConfig, available, load_agent, parse_agent
 from hplan.diagnostics import fit_probe
 from hplan.models import WMConfig
+from hplan.tasks import KeepOut
 
 WM = WMConfig(latent_dim=8, hidden=64, strides=(1, 4))
 TC = wm_train.TrainConfig(steps=600, batch=128, rollout=(4, 2), chunk=200)
@@ -184,6 +185,26 @@ def test_macro_top_hands_down_a_predicted_subgoal(rooms):
     assert np.all(np.abs(np.asarray(out["actions"])) <= 1.0)
     with pytest.raises(ValueError, match="needs a bank"):
         agent.hierarchical(task, st, None, config=HIER)
+
+
+def test_keep_out_penalty_acts_on_probed_latent_positions(rooms):
+    task, st, _, _, scale = rooms
+    zone = KeepOut(center=(4.5, 3.5), radius=1.0)
+    guarded = tasks.build(dataclasses.replace(task.spec, guardrails=(zone,)))
+    cfg = AgentConfig(**LOW)
+    plain, fenced = (agent.latent_cost(t, st, cfg, scale) for t in (task, guarded))
+    model, (w, b) = st.model(), st.probe
+    z0 = model.encode(task.env.observe(jnp.array([4.5, 1.5])))
+    zg = model.encode(task.env.observe(jnp.array([4.5, 5.5])))
+    for acts in (jnp.tile(jnp.array([[0.0, 1.0]]), (cfg.horizon, 1)),  # through the zone
+                 jnp.tile(jnp.array([[-1.0, 0.0]]), (cfg.horizon, 1))):  # away from it
+        probed = np.asarray(model.rollout(0, z0, acts)) @ w + b
+        v = np.maximum(0.0, zone.radius + cfg.guard_margin
+                       - np.linalg.norm(probed - np.array(zone.center), axis=-1))
+        extra = float(fenced(z0, zg, acts) - plain(z0, zg, acts))
+        assert extra == pytest.approx(cfg.guard_weight * np.sum(v + v * v), rel=1e-3, abs=1e-3)
+    assert v.sum() == 0  # moving away never enters: no penalty
+    assert extra == pytest.approx(0.0, abs=1e-4)
 
 
 # -- open arena: flat MPC over the learned model -----------------------------------------
