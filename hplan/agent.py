@@ -10,9 +10,10 @@ here, which also reports compute) runs whole episodes under one jit.
 - `hierarchical`: a subgoal selector on top hands a latent subgoal to the same level-0
   MPC. `top="critic"` picks, from a bank of encoded dataset states, the subgoal that
   minimises `V_top(z, s) + (1 + progress) V_top(s, g)` subject to `V_0(z, s) <= reach`;
-  `top="macro"` plans level-1 macro-actions with CEM and takes the first predicted latent
-  (HWM style). The subgoal is re-selected every `replan` steps, or once reached (within
-  `reached` latent steps; `reached = 0` turns this trigger off, see `hierarchical`).
+  `top="macro"` plans the top level's macro-actions with CEM and takes the first
+  predicted latent (HWM style). The subgoal is re-selected every `replan` steps, or once
+  reached (within `reached` latent steps; `reached = 0` turns this trigger off, see
+  `hierarchical`).
 
 Compute is counted in the agent state per control step: `n_evals` (planner cost
 evaluations; a value-and-grad counts one), `n_model` (predictor calls at any level, a
@@ -50,6 +51,9 @@ class AgentState(NamedTuple):
     subgoal: jax.Array  # [d] current latent (sub)goal
     subgoal_idx: jax.Array  # bank index of the subgoal; -1: the goal; -2: a predicted latent
     since: jax.Array  # control steps since the subgoal was selected
+    far: jax.Array  # [d] three layers: the far (critic) subgoal the middle layer aims at
+    far_idx: jax.Array  # its bank index (-1: the goal)
+    far_since: jax.Array  # control steps since the far subgoal was selected
     t: jax.Array  # control steps taken
     cost: jax.Array  # low-level planned cost at the last control step
     n_evals: jax.Array  # planner cost evaluations at the last control step
@@ -153,7 +157,8 @@ def _initial(task: Task, stack: Stack, cfg: AgentConfig, key: jax.Array, state: 
     zero = jnp.int32(0)
     return AgentState(plan=jnp.zeros((cfg.horizon, task.env.action_size), jnp.float32),
                       top_plan=jnp.zeros(top_shape, jnp.float32), key=key, subgoal=zg,
-                      subgoal_idx=jnp.int32(-1), since=zero, t=zero,
+                      subgoal_idx=jnp.int32(-1), since=zero, far=zg, far_idx=jnp.int32(-1),
+                      far_since=zero, t=zero,
                       cost=jnp.float32(jnp.inf), n_evals=zero, n_model=zero, n_critic=zero)
 
 
@@ -225,24 +230,27 @@ def critic_selector(stack: Stack, bank: jax.Array, reach: float, progress: float
     return select
 
 
-def macro_selector(stack: Stack, cfg: AgentConfig, scale: float):
-    """`select(top_plan, key, z, zg) -> (subgoal, top_plan, n_evals)`: CEM over level-1
-    macro-actions, cost = latent distance to the goal (in top strides) along the level-1
-    rollout + top critic at the end; the subgoal is the first predicted latent."""
-    stride = stack.wm_cfg.strides[1]
+def macro_selector(stack: Stack, cfg: AgentConfig, scale: float, level: int | None = None):
+    """`select(top_plan, key, z, target) -> (subgoal, top_plan, n_evals)`: CEM over the
+    macro-actions of `level` (default: the top one). Cost, in base steps: latent distance
+    to `target` along the level's rollout + the top critic at its end. The subgoal is the
+    first predicted latent, `strides[level]` base steps ahead."""
+    level = stack.wm_cfg.levels - 1 if level is None else level
+    top_stride = stack.wm_cfg.strides[-1]
     planner = P.cem(cfg.top_samples, cfg.top_elites)
 
-    def cost(z, zg, macros):
+    def cost(z, target, macros):
         model = nnx.merge(stack.wm_graph, stack.wm_params)
-        zs = model.rollout(1, z, macros)
-        d = costs.safe_norm(zs - zg) / (scale * stride)
+        zs = model.rollout(level, z, macros)
+        d = costs.safe_norm(zs - target) / scale
         return (cfg.running * jnp.sum(d) + cfg.terminal * d[-1]
-                + cfg.critic_weight * stack.critic(1)(zs[-1], zg))
+                + cfg.critic_weight * top_stride * stack.critic(1)(zs[-1], target))
 
-    def select(top_plan, key, z, zg):
-        plan, info = P.solve(planner, lambda u: cost(z, zg, u), top_plan, key, cfg.top_iters)
+    def select(top_plan, key, z, target):
+        plan, info = P.solve(planner, lambda u: cost(z, target, u), top_plan, key,
+                             cfg.top_iters)
         model = nnx.merge(stack.wm_graph, stack.wm_params)
-        return model.step(1, z, plan[0]), P.shift(plan), info["n_evals"]
+        return model.step(level, z, plan[0]), P.shift(plan), info["n_evals"]
 
     return select
 
@@ -250,11 +258,13 @@ def macro_selector(stack: Stack, cfg: AgentConfig, scale: float):
 def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
                  planner: P.Planner | None = None, config: AgentConfig | None = None,
                  top: str | None = None, scale: float | None = None) -> Policy:
-    """Subgoal selector on top, level-0 MPC (with critic0 terminal cost) below.
+    """Subgoal selection on top, level-0 MPC (with critic0 terminal cost) below.
 
     `top="critic"` needs `bank` (latents [M, d], e.g. from `make_bank`); `top="macro"`
-    needs a stack with at least two levels. `config` defaults to `HIER_DEFAULT` (the
-    values of `agents/hier-2.toml`).
+    needs a stack with at least two levels; `top="critic+macro"` (three layers) needs both:
+    the critic selector picks a far subgoal (`far_reach`, every `far_replan` steps), CEM
+    over level-1 macro-actions aims at it and hands its first predicted latent to level 0.
+    `config` defaults to `HIER_DEFAULT` (the values of `agents/hier-2.toml`).
 
     With `config.reached = 0` (and no waypoints) the selection schedule depends only on
     the step counter, which stays unbatched under `vmap` over episodes, so `lax.cond`
@@ -266,23 +276,32 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
     planner = planner or make_planner(cfg)
     scale = scale or step_scale(task, stack)
     act = _low_level(task, stack, cfg, planner, scale)
-    if cfg.top == "critic":
+    three = cfg.top == "critic+macro"
+    top_shape = (1, 1)
+    if cfg.top in ("critic", "critic+macro"):
         if bank is None:
-            raise ValueError("top='critic' needs a bank of encoded dataset states. Fix: pass "
-                             "bank=make_bank(task, stack, data, size)[0]")
-        choose = critic_selector(stack, bank, cfg.reach, cfg.progress, cfg.candidates)
-        top_shape = (1, 1)
-    else:
+            raise ValueError(f"top={cfg.top!r} needs a bank of encoded dataset states. Fix: "
+                             "pass bank=make_bank(task, stack, data, size)[0]")
+        choose = critic_selector(stack, bank, cfg.far_reach if three else cfg.reach,
+                                 cfg.progress, cfg.candidates)
+    if cfg.top in ("macro", "critic+macro"):
         if stack.wm_cfg.levels < 2:
-            raise ValueError("top='macro' needs a stack with >= 2 levels. Fix: train with "
-                             "strides=(1, s) or use top='critic'")
-        choose_macro = macro_selector(stack, cfg, scale)
+            raise ValueError(f"top={cfg.top!r} needs a stack with >= 2 levels. Fix: train "
+                             "with strides=(1, s) or use top='critic'")
+        choose_macro = macro_selector(stack, cfg, scale, 1 if three else None)
         top_shape = (cfg.top_horizon, stack.wm_cfg.macro_dim)
     # Without event triggers the selection schedule depends on the step counter alone,
     # which stays unbatched under `vmap` over episodes: `lax.cond` then really skips the
     # selector between replans instead of computing both branches and selecting.
     staged = task.env.n_targets > 1
-    n_top_model = cfg.top_samples * cfg.top_iters * cfg.top_horizon + 1
+    n_macro_model = cfg.top_samples * cfg.top_iters * cfg.top_horizon + 1
+    n_macro_critic = cfg.top_samples * cfg.top_iters
+    zero = jnp.int32(0)
+
+    def goal_moved(sub, idx, zg):
+        # A subgoal that is the goal is kept once reached, and replaced when the goal
+        # itself changes (a waypoint was passed).
+        return (idx == -1) & (costs.safe_norm(zg - sub) > 1e-4)
 
     def init(key: jax.Array, state: State) -> AgentState:
         return _initial(task, stack, cfg, key, state, top_shape)
@@ -290,40 +309,46 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
     def step(agent: AgentState, state: State) -> tuple[AgentState, jax.Array]:
         key, k_top, k_low = jax.random.split(agent.key, 3)
         z, zg = _encode(stack, state)
+        far, far_idx, far_since, n_far = agent.far, agent.far_idx, agent.far_since, zero
+        target = zg
+        if three:
+            far_fresh = (agent.t == 0) | (far_since >= cfg.far_replan)
+            if staged:
+                far_fresh = far_fresh | goal_moved(far, far_idx, zg)
+            far, far_idx, n_far = jax.lax.cond(far_fresh, lambda: choose(z, zg),
+                                               lambda: (far, far_idx, zero))
+            far_since = jnp.where(far_fresh, 1, far_since + 1)
+            target = far
+
         fresh = (agent.t == 0) | (agent.since >= cfg.replan)
+        if three:
+            fresh = fresh | far_fresh
         if cfg.reached > 0:
             reached = costs.safe_norm(z - agent.subgoal) / scale <= cfg.reached
             fresh = fresh | (reached & (agent.subgoal_idx != -1))
         if staged:
-            # The goal as subgoal is kept once reached, and replaced when the goal itself
-            # changes (a waypoint was passed).
-            goal_moved = costs.safe_norm(zg - agent.subgoal) > 1e-4
-            fresh = fresh | ((agent.subgoal_idx == -1) & goal_moved)
+            fresh = fresh | goal_moved(agent.subgoal, agent.subgoal_idx, zg)
+
+        def keep():
+            return agent.subgoal, agent.subgoal_idx, agent.top_plan, zero, zero
 
         if cfg.top == "critic":
-            def pick(_):
+            def pick():
                 s, i, nc = choose(z, zg)
-                return s, i, agent.top_plan, jnp.int32(0), nc
-
-            def keep(_):
-                return agent.subgoal, agent.subgoal_idx, agent.top_plan, jnp.int32(0), \
-                    jnp.int32(0)
+                return s, i, agent.top_plan, zero, nc
         else:
-            def pick(_):
-                s, plan, _ = choose_macro(agent.top_plan, k_top, z, zg)
-                return s, jnp.int32(-2), plan, jnp.int32(n_top_model), \
-                    jnp.int32(cfg.top_samples * cfg.top_iters)
+            def pick():
+                s, plan, _ = choose_macro(agent.top_plan, k_top, z, target)
+                return s, jnp.int32(-2), plan, jnp.int32(n_macro_model), \
+                    jnp.int32(n_macro_critic)
 
-            def keep(_):
-                return agent.subgoal, agent.subgoal_idx, agent.top_plan, jnp.int32(0), \
-                    jnp.int32(0)
-
-        sub, idx, top_plan, n_top, n_crit_top = jax.lax.cond(fresh, pick, keep, None)
+        sub, idx, top_plan, n_top, n_crit_top = jax.lax.cond(fresh, pick, keep)
         action, plan, cost, n = act(agent.plan, k_low, z, sub)
         agent = AgentState(plan=plan, top_plan=top_plan, key=key, subgoal=sub, subgoal_idx=idx,
-                           since=jnp.where(fresh, 1, agent.since + 1), t=agent.t + 1,
+                           since=jnp.where(fresh, 1, agent.since + 1), far=far,
+                           far_idx=far_idx, far_since=far_since, t=agent.t + 1,
                            cost=cost, n_evals=n, n_model=n * cfg.horizon + n_top,
-                           n_critic=n * int(cfg.use_critic) + n_crit_top)
+                           n_critic=n * int(cfg.use_critic) + n_crit_top + n_far)
         return agent, action
 
     return Policy(init=init, step=step)
@@ -344,6 +369,7 @@ def agent_record(state: State, agent, action: jax.Array) -> dict:
     if isinstance(agent, AgentState):
         rec.update(plan_cost=agent.cost, n_evals=agent.n_evals, n_model=agent.n_model,
                    n_critic=agent.n_critic, subgoal_idx=agent.subgoal_idx,
+                   far_idx=agent.far_idx,
                    subgoal=agent.subgoal)
     return rec
 
@@ -351,7 +377,8 @@ def agent_record(state: State, agent, action: jax.Array) -> dict:
 def make_evaluate(task: Task, policy: Policy, steps: int | None = None
                   ) -> Callable[[jax.Array], dict[str, jax.Array]]:
     """`mpc.make_evaluate`'s metrics plus per-step `n_evals`, `n_model`, `n_critic` [N, T],
-    `subgoal_idx` [N, T], `subgoal` [N, T, d] and `goal_obs` [N, obs...]."""
+    `subgoal_idx` [N, T], `subgoal` [N, T, d], `far_idx` [N, T] (three layers), `goal`
+    [N, 2] and the true `distance` to it after each step [N, T]."""
     steps = steps or task.episode_length
     guard = costs.guardrails(task.guardrails, max_step=task.env.config.max_step)
 
@@ -366,7 +393,7 @@ def make_evaluate(task: Task, policy: Policy, steps: int | None = None
                "violations": viol["count"], "violation_amount": viol["amount"],
                "positions": pos, "actions": rec["action"],
                "goal": s0.env_state.targets[:, -1], "distance": rec["distance"]}
-        for k in ("n_evals", "n_model", "n_critic", "subgoal_idx", "subgoal"):
+        for k in ("n_evals", "n_model", "n_critic", "subgoal_idx", "subgoal", "far_idx"):
             if k in rec:
                 out[k] = rec[k]
         return out

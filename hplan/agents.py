@@ -17,7 +17,7 @@ AGENTS_DIR = Path(os.environ.get("HPLAN_AGENTS_DIR",
                                  Path(__file__).resolve().parents[1] / "agents"))
 KINDS = ("flat", "hier")
 PLANNERS = ("gradient", "cem", "mppi", "hybrid")
-TOPS = ("critic", "macro")
+TOPS = ("critic", "macro", "critic+macro")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,13 +45,17 @@ class AgentConfig:
     guard_weight: float = 20.0  # keep-out penalty on probed positions
     guard_margin: float = 0.1
     # high level (kind = "hier")
-    top: str = "critic"  # "critic": bank subgoal selector; "macro": CEM on level-1 macros
+    # "critic": bank subgoal selector; "macro": CEM on top-level macro-actions;
+    # "critic+macro": three layers, a far critic subgoal that level-1 CEM aims at
+    top: str = "critic"
     bank: int = 2048  # encoded dataset states the selector chooses among
     candidates: int = 0  # score only this many latent-nearest bank states (0: all)
     reach: float = 5.0  # max critic0 cost-to-go (base steps) to a chosen subgoal
     progress: float = 0.5  # extra weight on the subgoal's cost-to-go to the goal
     replan: int = 4  # re-select the subgoal every `replan` control steps ...
     reached: float = 1.0  # ... or when within this latent distance (steps) of it; 0: off
+    far_reach: float = 16.0  # critic+macro: reach of the far subgoal (base steps)
+    far_replan: int = 8  # critic+macro: steps between far subgoal selections
     top_horizon: int = 3  # macro: level-1 macro-actions planned
     top_samples: int = 64  # macro: CEM samples
     top_elites: int = 8
@@ -65,13 +69,13 @@ class AgentConfig:
             (self.top in TOPS, "top", f"top={self.top!r}", f"use one of {TOPS}"),
         ]
         for key in ("horizon", "iters", "restarts", "samples", "elites", "bank", "replan",
-                    "top_horizon", "top_samples", "top_elites", "top_iters"):
+                    "far_replan", "top_horizon", "top_samples", "top_elites", "top_iters"):
             v = getattr(self, key)
             checks.append((isinstance(v, int) and v >= 1, key, f"{key}={v!r}",
                            "use a positive integer"))
         checks.append((self.candidates >= 0, "candidates", f"candidates={self.candidates!r}",
                        "use 0 (score the whole bank) or a positive count"))
-        for key in ("lr", "reach", "temperature"):
+        for key in ("lr", "reach", "far_reach", "temperature"):
             v = getattr(self, key)
             checks.append((v > 0, key, f"{key}={v!r}", "use a positive number"))
         checks.append((self.reached >= 0, "reached", f"reached={self.reached!r}",

@@ -60,11 +60,12 @@ def _keys(seed=1, n=EPISODES):
 # -- definitions -------------------------------------------------------------------------
 def test_shipped_agents_load_and_bad_files_point_at_the_line(tmp_path):
     names = set(available())
-    assert {"flat-mpc", "flat-mpc-critic", "hier-2"} <= names
+    assert {"flat-mpc", "flat-mpc-critic", "hier-2", "hier-3", "hier-macro"} <= names
     for name in names:
         cfg = load_agent(name)
         assert cfg.name == name and cfg.horizon >= 1
     assert load_agent("hier-2").kind == "hier" and load_agent("flat-mpc-critic").use_critic
+    assert load_agent("hier-3").top == "critic+macro"
     with pytest.raises(dataclasses.FrozenInstanceError):
         load_agent("hier-2").horizon = 3
     with pytest.raises(ValueError, match=r"<string>:2:1: unknown key 'horizn'"):
@@ -172,17 +173,31 @@ def test_hierarchical_agent_approaches_the_goal(rooms, hier_run):
     assert d_end.mean() < 0.8 * d0.mean()
 
 
-def test_macro_top_hands_down_a_predicted_subgoal(rooms):
-    task, st, _, _, scale = rooms
-    cfg = dataclasses.replace(HIER, top="macro", top_samples=32, top_iters=2, reached=1.0)
-    policy = agent.hierarchical(task, st, config=cfg, scale=scale)
+def test_three_layers_critic_far_subgoal_macro_middle_level0_below(rooms):
+    task, st, bank, bank_pos, scale = rooms
+    cfg = dataclasses.replace(HIER, top="critic+macro", top_samples=32, top_iters=2,
+                              far_reach=16.0, far_replan=8)
+    policy = agent.hierarchical(task, st, bank, config=cfg, scale=scale)
     out = jax.jit(agent.make_evaluate(task, policy, steps=12))(_keys(n=4))
-    assert np.all(np.asarray(out["subgoal_idx"]) == -2)
+    assert np.all(np.asarray(out["subgoal_idx"]) == -2)  # a predicted latent
     assert np.all(np.isfinite(np.asarray(out["subgoal"])))
-    n_model = np.asarray(out["n_model"])
-    n_low = cfg.restarts * cfg.iters * cfg.horizon
-    assert n_model[:, 0].min() == n_low + cfg.top_samples * cfg.top_iters * cfg.top_horizon + 1
     assert np.all(np.abs(np.asarray(out["actions"])) <= 1.0)
+    # Far subgoal every 8 steps, macro plan every 4, level-0 plan every step: counted.
+    t = np.arange(12)
+    n_low = cfg.restarts * cfg.iters
+    n_cand = min(cfg.candidates, len(bank))
+    macro = (t % cfg.replan == 0) * cfg.top_samples * cfg.top_iters
+    far = (t % cfg.far_replan == 0) * 3 * (n_cand + 1)
+    np.testing.assert_array_equal(out["n_critic"], np.broadcast_to(n_low + macro + far, (4, 12)))
+    np.testing.assert_array_equal(out["n_model"], np.broadcast_to(
+        n_low * cfg.horizon + macro * cfg.top_horizon + (macro > 0), (4, 12)))
+    far_idx = np.asarray(out["far_idx"])
+    assert np.all(far_idx[:, :8] == far_idx[:, :1])  # held between selections
+    # The plain macro top (HWM style) traces; a bank-free critic top is refused.
+    macro_only = agent.hierarchical(task, st, config=dataclasses.replace(cfg, top="macro"),
+                                    scale=scale)
+    shapes = jax.eval_shape(agent.make_evaluate(task, macro_only, steps=4), _keys(n=2))
+    assert shapes["subgoal"].shape == (2, 4, WM.latent_dim)
     with pytest.raises(ValueError, match="needs a bank"):
         agent.hierarchical(task, st, None, config=HIER)
 
