@@ -90,7 +90,14 @@ def hier_run(rooms):
     task, st, bank, _, scale = rooms
     policy = agent.hierarchical(task, st, bank, config=HIER, scale=scale)
     evaluate = agent.make_evaluate(task, policy)
-    return policy, evaluate, jax.jit(evaluate)(_keys(2))
+    jaxpr, out = _run(evaluate, _keys(2))
+    return policy, jaxpr, out
+
+
+def _run(evaluate, keys):
+    """Trace once: the jaxpr for inspection and the compiled program's output."""
+    traced = jax.jit(evaluate).trace(keys)
+    return traced.jaxpr, traced.lower().compile()(keys)
 
 
 def _primitives(jaxpr) -> set[str]:
@@ -105,8 +112,7 @@ def _primitives(jaxpr) -> set[str]:
     return names
 
 
-def _check_run(task, cfg, evaluate, out, n_bank=0):
-    jaxpr = jax.make_jaxpr(evaluate)(_keys())
+def _check_run(task, cfg, jaxpr, out, n_bank=0):
     scans = [e for e in jaxpr.eqns if e.primitive.name == "scan"]
     assert len(scans) == 1 and scans[0].params["length"] == task.episode_length
     if cfg.kind == "hier" and cfg.reached == 0:
@@ -139,13 +145,13 @@ def test_flat_agent_is_one_jitted_program_with_bounded_actions_and_counted_compu
     task, st, _, _, scale = rooms
     cfg = AgentConfig(**LOW)
     evaluate = agent.make_evaluate(task, agent.flat_learned(task, st, config=cfg, scale=scale))
-    _check_run(task, cfg, evaluate, jax.jit(evaluate)(_keys()))
+    _check_run(task, cfg, *_run(evaluate, _keys()))
 
 
 def test_hierarchical_agent_is_one_jitted_program_with_counted_compute(rooms, hier_run):
     task, _, bank, _, _ = rooms
-    policy, evaluate, out = hier_run
-    _check_run(task, HIER, evaluate, out, n_bank=len(bank))
+    policy, jaxpr, out = hier_run
+    _check_run(task, HIER, jaxpr, out, n_bank=len(bank))
     # The policies are plain `mpc.Policy`s: the generic evaluator traces them too.
     shapes = jax.eval_shape(mpc.make_evaluate(task, policy), _keys(n=2))
     assert shapes["positions"].shape == (2, task.episode_length + 1, 2)
@@ -211,12 +217,14 @@ def test_keep_out_penalty_acts_on_probed_latent_positions(rooms):
     model, (w, b) = st.model(), st.probe
     z0 = model.encode(task.env.observe(jnp.array([4.5, 1.5])))
     zg = model.encode(task.env.observe(jnp.array([4.5, 5.5])))
+    diff = jax.jit(lambda a: (fenced(z0, zg, a) - plain(z0, zg, a), model.rollout(0, z0, a)))
     for acts in (jnp.tile(jnp.array([[0.0, 1.0]]), (cfg.horizon, 1)),  # through the zone
                  jnp.tile(jnp.array([[-1.0, 0.0]]), (cfg.horizon, 1))):  # away from it
-        probed = np.asarray(model.rollout(0, z0, acts)) @ w + b
+        extra, zs = diff(acts)
+        probed = np.asarray(zs) @ w + b
         v = np.maximum(0.0, zone.radius + cfg.guard_margin
                        - np.linalg.norm(probed - np.array(zone.center), axis=-1))
-        extra = float(fenced(z0, zg, acts) - plain(z0, zg, acts))
+        extra = float(extra)
         assert extra == pytest.approx(cfg.guard_weight * np.sum(v + v * v), rel=1e-3, abs=1e-3)
     assert v.sum() == 0  # moving away never enters: no penalty
     assert extra == pytest.approx(0.0, abs=1e-4)
