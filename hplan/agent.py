@@ -354,12 +354,31 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
     return Policy(init=init, step=step)
 
 
+def needs_bank(cfg: AgentConfig) -> bool:
+    return cfg.kind == "hier" and cfg.top in ("critic", "critic+macro")
+
+
 def build(cfg: AgentConfig, task: Task, stack: Stack, bank: jax.Array | None = None,
           scale: float | None = None) -> Policy:
     """The policy an agent definition describes."""
     if cfg.kind == "flat":
         return flat_learned(task, stack, config=cfg, scale=scale)
     return hierarchical(task, stack, bank, config=cfg, scale=scale)
+
+
+def make(agent: str | AgentConfig, task: Task, stack: Stack, data: Dataset | None = None,
+         seed: int = 0) -> tuple[Policy, AgentConfig]:
+    """Policy from an agent name, file or config; encodes its bank from `data` if needed."""
+    from hplan.agents import load_agent
+
+    cfg = agent if isinstance(agent, AgentConfig) else load_agent(agent)
+    bank = None
+    if needs_bank(cfg):
+        if data is None:
+            raise ValueError(f"agent {cfg.name!r} selects subgoals from a bank of dataset "
+                             "states. Fix: pass the task's offline data (hplan collect)")
+        bank = make_bank(task, stack, data, cfg.bank, seed)[0]
+    return build(cfg, task, stack, bank), cfg
 
 
 # -- evaluation with compute accounting --------------------------------------------------

@@ -78,6 +78,8 @@ def test_shipped_agents_load_and_bad_files_point_at_the_line(tmp_path):
         parse_agent("samples = 8\nelites = 9")
     with pytest.raises(ValueError, match="unknown agent 'nope'"):
         load_agent("nope")
+    with pytest.raises(ValueError, match="bank of dataset states"):
+        agent.make("hier-2", tasks.load("two-rooms"), stack=None)
     path = tmp_path / "mine.toml"
     path.write_text('name = "mine"\nkind = "hier"\nreach = 3\n')
     assert load_agent(path).reach == 3.0
