@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -32,16 +33,17 @@ def optimal_steps(task: Task, start_pos: np.ndarray, targets: np.ndarray) -> np.
 
 
 def evaluate_agent(task: Task, policy: Policy, key: jax.Array, episodes: int,
-                   steps: int | None = None, repeats: int = 3) -> tuple[dict, dict]:
+                   steps: int | None = None, repeats: int = 3,
+                   make_eval=mpc.make_evaluate) -> tuple[dict, dict]:
     """(summary row, raw per-episode arrays) for one agent."""
     steps = steps or task.episode_length
-    run = jax.jit(mpc.make_evaluate(task, policy, steps))
+    run = jax.jit(make_eval(task, policy, steps))
     keys = jax.random.split(key, episodes)
     t0 = time.perf_counter()
     out = jax.device_get(run(keys))
     batch_first = time.perf_counter() - t0
     # Single-episode latency: its own program, timed after its compilation.
-    one = jax.jit(mpc.make_evaluate(task, policy, steps))
+    one = jax.jit(make_eval(task, policy, steps))
     t0 = time.perf_counter()
     jax.block_until_ready(one(keys[:1]))
     first = time.perf_counter() - t0
@@ -56,7 +58,10 @@ def evaluate_agent(task: Task, policy: Policy, key: jax.Array, episodes: int,
     opt = optimal_steps(task, np.asarray(s0.env_state.pos), np.asarray(s0.env_state.targets))
     taken = np.asarray(out["steps_to_goal"], float)
     ratio = taken[success] / np.maximum(opt[success], 1)
-    evals = out.get("n_model", out.get("n_evals"))
+    out.setdefault("goal", np.asarray(s0.env_state.targets[:, -1]))
+    evals = out.get("n_model")
+    if evals is None and "n_evals" in out:  # oracle MPC counts rollouts: x horizon steps
+        evals = np.asarray(out["n_evals"]) * getattr(policy, "horizon", 1)
     row = {
         "success_rate": float(success.mean()),
         "mean_steps": float(taken[success].mean()) if success.any() else float("nan"),
@@ -72,16 +77,17 @@ def evaluate_agent(task: Task, policy: Policy, key: jax.Array, episodes: int,
     return row, out
 
 
-def compare(task: Task, agents: Mapping[str, Policy], seed: int, episodes: int,
+def compare(task: Task, agents: Mapping[str, tuple], seed: int, episodes: int,
             steps: int | None = None, progress: bool = True) -> tuple[dict, dict]:
     """Run every agent on the same episode keys; returns (JSON-ready results, raw)."""
     from tqdm.auto import tqdm
 
     key = jax.random.key(seed)
     rows, raw = {}, {}
-    for name, policy in tqdm(agents.items(), desc=f"evaluate {task.name}", unit="agent",
-                             disable=not progress):
-        rows[name], raw[name] = evaluate_agent(task, policy, key, episodes, steps)
+    for name, (policy, make_eval) in tqdm(agents.items(), desc=f"evaluate {task.name}",
+                                          unit="agent", disable=not progress):
+        rows[name], raw[name] = evaluate_agent(task, policy, key, episodes, steps,
+                                               make_eval=make_eval)
     return {"agents": rows, "task": task.name, "seed": seed, "episodes": episodes}, raw
 
 
@@ -97,3 +103,119 @@ def format_table(results: dict) -> str:
     for name, r in rows.items():
         lines.append(name.ljust(width) + " ".join(f"{r[c]:>12.4g}" for c in COLUMNS))
     return "\n".join(lines)
+
+
+# -- the `hplan bench` job ------------------------------------------------------------------
+def layout_task(path: str, start=None, goal=None, min_distance: int | None = None,
+                episode_length: int | None = None) -> Task:
+    """A task for any ASCII layout file, sized from the layout so it needs no tuning."""
+    from pathlib import Path
+
+    from hplan import tasks
+    from hplan.layout import load_layout
+
+    lay = load_layout(path)
+    maxd = int(lay.distances().max())
+    fixed = (start is not None and goal is not None) or (
+        start is None and goal is None and lay.start is not None and lay.goal is not None)
+    spec = tasks.TaskSpec(
+        name=Path(path).stem, layout=lay.text,
+        episode_length=episode_length or int(np.clip(3 * maxd / 0.5, 60, 800)),
+        start_goal="fixed" if fixed else "random",
+        min_distance=0 if fixed else (min_distance if min_distance is not None
+                                      else min(15, max(1, maxd // 2))),
+        start=tuple(start) if start else None, goal=tuple(goal) if goal else None)
+    return tasks.build(spec, source=str(path))
+
+
+def get_stack(task: Task, cache: str, episodes: int = 4096, wm_steps: int = 8000,
+              critic_steps: int = 20000, seed: int = 0, show: bool = True):
+    """Reuse the cached stack for this layout, or collect data and train one."""
+    import dataclasses
+    from pathlib import Path
+
+    from hplan import critic, data, stack, wm_train
+    from hplan.data import layout_hash
+    from hplan.models import WMConfig
+
+    out = Path(cache) / f"{task.name}-{layout_hash(task)}-s{seed}-{wm_steps}-{critic_steps}"
+    if (out / "metrics.json").is_file():
+        st = stack.load(out, task)
+        return st, data.load(out / "data", task), out
+    if (out / "data" / "meta.json").is_file():
+        ds = data.load(out / "data", task)
+    else:
+        ds = data.collect(task, jax.random.key(seed), episodes, 64)
+        data.save(ds, out / "data")
+    wm = WMConfig()
+    tc = dataclasses.replace(wm_train.TrainConfig(), steps=wm_steps, seed=seed)
+    cc = dataclasses.replace(critic.CriticConfig(), steps=critic_steps, seed=seed)
+    return stack.train(task, ds, out, wm, tc, cc, show=show), ds, out
+
+
+def build_agents(task: Task, names: list[str], stack, data) -> dict[str, tuple]:
+    """name -> (policy, make_evaluate). `flat-true` is flat MPC on the true dynamics."""
+    import optax
+
+    from hplan import agent, agents, mpc
+    from hplan import planners as P
+
+    known = ["flat-true", *agents.available()]
+    out = {}
+    bank = None
+    for name in names:
+        if name == "flat-true":
+            cfg = agents.load_agent("flat-mpc")  # same budget as the learned flat agent
+            planner = P.gradient(optax.adam(cfg.lr), restarts=cfg.restarts,
+                                 init_noise=cfg.init_noise)
+            pol = mpc.flat_mpc(task, planner, mpc.MPCConfig(cfg.horizon, cfg.iters))
+            out[name] = (_WithHorizon(pol.init, pol.step, cfg.horizon), mpc.make_evaluate)
+            continue
+        if name not in agents.available():
+            raise ValueError(f"unknown agent {name!r}. Known: {', '.join(known)}. "
+                             "Fix: pick from these or add agents/NAME.toml")
+        cfg = agents.load_agent(name)
+        if cfg.kind == "hier" and bank is None:
+            bank = agent.make_bank(task, stack, data, size=cfg.bank)[0]
+        out[name] = (agent.build(cfg, task, stack, bank), agent.make_evaluate)
+    return out
+
+
+class _WithHorizon(NamedTuple):
+    """A Policy that also says its rollout length, to count model evaluations."""
+
+    init: object
+    step: object
+    horizon: int
+
+
+def plot(task: Task, results: dict, raw: dict, stack, out: str, per_agent: int = 3):
+    """Layout with a few trajectories per agent and the subgoals each level set."""
+    import matplotlib.pyplot as plt
+
+    from hplan.render import _save, draw_task
+
+    names = list(raw)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.4), squeeze=False)
+    w, b = stack.probe if stack.probe is not None else (None, None)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, name in zip(axes[0], names, strict=True):
+        draw_task(ax, task)
+        r = raw[name]
+        for e in range(min(per_agent, len(r["positions"]))):
+            c = colors[e % len(colors)]
+            pos = np.asarray(r["positions"][e])
+            t_end = int(r["steps_to_goal"][e]) if r["success"][e] else len(pos) - 1
+            ax.plot(pos[: t_end + 1, 1], pos[: t_end + 1, 0], "-", c=c, lw=1.4)
+            ax.plot(pos[0, 1], pos[0, 0], "o", c=c, ms=5)
+            g = np.asarray(r["goal"][e]) if "goal" in r else None
+            if g is not None:
+                ax.plot(g[1], g[0], "*", c=c, ms=12, mec="k")
+            if "subgoal" in r and w is not None:
+                sg = np.asarray(r["subgoal"][e][:t_end]) @ w + b
+                ax.scatter(sg[:, 1], sg[:, 0], s=10, color=c, marker="x", alpha=0.6)
+        row = results["agents"][name]
+        ax.set_title(f"{name}: success {row['success_rate']:.0%}, path x"
+                     f"{row['path_ratio']:.2f}", fontsize=9)
+    fig.suptitle(f"{task.name}: trajectories (lines), subgoals (x), goals (*)", fontsize=10)
+    return _save(fig, out)
