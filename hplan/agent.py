@@ -266,7 +266,7 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
     over level-1 macro-actions aims at it and hands its first predicted latent to level 0.
     `config` defaults to `HIER_DEFAULT` (the values of `agents/hier-2.toml`).
 
-    With `config.reached = 0` (and no waypoints) the selection schedule depends only on
+    With `config.reached = 0` the selection schedule depends only on
     the step counter, which stays unbatched under `vmap` over episodes, so `lax.cond`
     really skips the selector between replans. An event trigger (`reached > 0`) makes the
     predicate per-episode; vmap then computes the selector every step and selects.
@@ -293,15 +293,9 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
     # Without event triggers the selection schedule depends on the step counter alone,
     # which stays unbatched under `vmap` over episodes: `lax.cond` then really skips the
     # selector between replans instead of computing both branches and selecting.
-    staged = task.env.n_targets > 1
     n_macro_model = cfg.top_samples * cfg.top_iters * cfg.top_horizon + 1
     n_macro_critic = cfg.top_samples * cfg.top_iters
     zero = jnp.int32(0)
-
-    def goal_moved(sub, idx, zg):
-        # A subgoal that is the goal is kept once reached, and replaced when the goal
-        # itself changes (a waypoint was passed).
-        return (idx == -1) & (costs.safe_norm(zg - sub) > 1e-4)
 
     def init(key: jax.Array, state: State) -> AgentState:
         return _initial(task, stack, cfg, key, state, top_shape)
@@ -313,10 +307,10 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
         target = zg
         if three:
             far_fresh = (agent.t == 0) | (far_since >= cfg.far_replan)
-            if staged:
-                far_fresh = far_fresh | goal_moved(far, far_idx, zg)
             far, far_idx, n_far = jax.lax.cond(far_fresh, lambda: choose(z, zg),
                                                lambda: (far, far_idx, zero))
+            # A far subgoal that is the goal follows it (staged goals: waypoints).
+            far = jnp.where(far_idx == -1, zg, far)
             far_since = jnp.where(far_fresh, 1, far_since + 1)
             target = far
 
@@ -326,8 +320,6 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
         if cfg.reached > 0:
             reached = costs.safe_norm(z - agent.subgoal) / scale <= cfg.reached
             fresh = fresh | (reached & (agent.subgoal_idx != -1))
-        if staged:
-            fresh = fresh | goal_moved(agent.subgoal, agent.subgoal_idx, zg)
 
         def keep():
             return agent.subgoal, agent.subgoal_idx, agent.top_plan, zero, zero
@@ -343,6 +335,9 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
                     jnp.int32(n_macro_critic)
 
         sub, idx, top_plan, n_top, n_crit_top = jax.lax.cond(fresh, pick, keep)
+        # A subgoal that is the goal follows it, so passing a waypoint needs no
+        # (per-episode, hence vmap-batched) trigger; the next selection refines it.
+        sub = jnp.where(idx == -1, zg, sub)
         action, plan, cost, n = act(agent.plan, k_low, z, sub)
         agent = AgentState(plan=plan, top_plan=top_plan, key=key, subgoal=sub, subgoal_idx=idx,
                            since=jnp.where(fresh, 1, agent.since + 1), far=far,
