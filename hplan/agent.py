@@ -17,7 +17,8 @@ here, which also reports compute) runs whole episodes under one jit.
 
 Compute is counted in the agent state per control step: `n_evals` (planner cost
 evaluations; a value-and-grad counts one), `n_model` (predictor calls at any level, a
-gradient counted as one forward), `n_critic` (critic calls). Latent distances are
+gradient counted as one forward), `n_critic` (critic calls); the two encoder calls per
+step (observation and goal) are not counted. Latent distances are
 divided by `step_scale`, the mean latent displacement of one full-speed base step, so
 every cost term is in base steps.
 """
@@ -74,17 +75,11 @@ def make_planner(cfg: AgentConfig) -> P.Planner:
     return P.hybrid(P.cem(cfg.samples, cfg.elites), grad, cfg.sample_iters)
 
 
-def evals_per_iter(cfg: AgentConfig) -> int:
-    """Planner cost evaluations per iteration for `cfg.planner` (hybrid: the sampler's)."""
-    return cfg.restarts if cfg.planner == "gradient" else cfg.samples
-
-
 def step_scale(task: Task, stack: Stack, n_dirs: int = 8) -> float:
     """Mean latent displacement of one full-speed level-0 step from free-cell centres."""
     model = stack.model()
     cells = task.layout.free_cells + 0.5
-    z = jnp.asarray(np.asarray(jax.jit(jax.vmap(model.encode))(jnp.asarray(
-        observe(task, cells)))))
+    z = jax.jit(model.encode)(jnp.asarray(observe(task, cells)))
     ang = jnp.linspace(0, 2 * jnp.pi, n_dirs, endpoint=False)
     acts = jnp.stack([jnp.cos(ang), jnp.sin(ang)], -1)
     acts = acts / jnp.max(jnp.abs(acts), -1, keepdims=True)  # corners of the action box

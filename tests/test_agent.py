@@ -66,6 +66,8 @@ def test_shipped_agents_load_and_bad_files_point_at_the_line(tmp_path):
         assert cfg.name == name and cfg.horizon >= 1
     assert load_agent("hier-2").kind == "hier" and load_agent("flat-mpc-critic").use_critic
     assert load_agent("hier-3").top == "critic+macro"
+    # `hierarchical`'s default is the shipped hier-2 definition.
+    assert dataclasses.replace(load_agent("hier-2"), description="") == agent.HIER_DEFAULT
     with pytest.raises(dataclasses.FrozenInstanceError):
         load_agent("hier-2").horizon = 3
     with pytest.raises(ValueError, match=r"<string>:2:1: unknown key 'horizn'"):
