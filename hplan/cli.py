@@ -150,19 +150,18 @@ def _bench(args) -> int:
 
 
 def _demo(args) -> int:
-    import jax
-
-    from hplan import data, render, tasks
-
+    """Train a small stack on the default task, then hierarchical vs flat agents."""
+    t0 = time.perf_counter()
     out = Path(args.out)
-    task = tasks.load(args.task)
-    print(f"[demo] task {task.name}: {task.spec.description}")
-    render.save_task(task, out / "task.png")
-    ds = data.collect(task, jax.random.key(args.seed), 2048, 64)
-    data.save(ds, out / "data")
-    png = render.save_coverage(task, data.coverage(task, ds), out / "coverage.png")
-    print(f"[demo] collected {ds.n_episodes} episodes; wrote {out / 'task.png'} and {png}")
-    return 0
+    print(f"[demo] hplan main job on task {args.task!r}; everything lands in {out}/")
+    rc = _bench(argparse.Namespace(
+        task=args.task, layout=None, start=None, goal=None, min_distance=None,
+        agents="flat-true,flat-mpc,flat-mpc-critic,hier-2", episodes=args.episodes,
+        seed=args.seed, json=str(out / "bench.json"), plot=str(out / "bench.png"),
+        cache=str(out / "cache"), train_steps=args.train_steps,
+        critic_steps=args.critic_steps))
+    print(f"[demo] done in {time.perf_counter() - t0:.0f}s")
+    return rc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="the main job on the default task")
     s.add_argument("--task", default="two-rooms")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--episodes", type=int, default=20)
+    s.add_argument("--train-steps", type=int, default=3000)
+    s.add_argument("--critic-steps", type=int, default=6000)
     s.add_argument("--out", default="out/demo")
     s.set_defaults(fn=_demo)
     return p
