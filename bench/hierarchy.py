@@ -1,0 +1,66 @@
+"""Issue-6 protocol: hierarchical vs flat agents at matched compute on long-horizon mazes.
+
+For each task and seed: train (or reuse) the world-model stack with that seed, then run
+every agent on the same `--episodes` episodes (start/goal pairs >= 15 cells apart for
+the random-pair tasks). Prints one table (mean over seeds, with the per-seed spread) and
+writes JSON. Run: .venv/bin/python bench/hierarchy.py [--tasks large,trap,maze32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+from bench.common import write
+from hplan import benchmark, tasks
+
+AGENTS = "flat-true,flat-mpc,flat-mpc-critic,hier-2,hier-3"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--tasks", default="large,trap,maze32")
+    p.add_argument("--agents", default=AGENTS)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--cache", default="out/cache")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    names = args.agents.split(",")
+    results = {}
+    for tname in args.tasks.split(","):
+        task = tasks.load(tname)
+        per_seed = []
+        for seed in map(int, args.seeds.split(",")):
+            t0 = time.perf_counter()
+            st, ds, _ = benchmark.get_stack(task, args.cache, seed=seed, show=False)
+            train_s = time.perf_counter() - t0
+            res, _ = benchmark.compare(task, benchmark.build_agents(task, names, st, ds),
+                                       seed, args.episodes, progress=False)
+            res["train_s"] = train_s
+            per_seed.append(res)
+            print(f"{tname} seed {seed} (stack {train_s:.0f}s)")
+            print(benchmark.format_table(res), flush=True)
+        agg = {}
+        for n in names:
+            rows = [r["agents"][n] for r in per_seed]
+            agg[n] = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+            agg[n]["success_by_seed"] = [r["success_rate"] for r in rows]
+        results[tname] = {"mean_over_seeds": agg, "per_seed": per_seed}
+        print(f"== {tname}: mean over seeds")
+        print(benchmark.format_table({"agents": agg}), flush=True)
+        # Written after every task, so a run cut short keeps what it finished.
+        out = write("hierarchy", {"episodes": args.episodes, "seeds": args.seeds,
+                                  "results": results}, args.out)
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
