@@ -203,9 +203,10 @@ def test_three_layers_critic_far_subgoal_macro_middle_level0_below(rooms):
         n_low * cfg.horizon + macro * cfg.top_horizon + (macro > 0), (4, 12)))
     far_idx = np.asarray(out["far_idx"])
     assert np.all(far_idx[:, :8] == far_idx[:, :1])  # held between selections
-    # The plain macro top (HWM style) traces; a bank-free critic top is refused.
-    macro_only = agent.hierarchical(task, st, config=dataclasses.replace(cfg, top="macro"),
-                                    scale=scale)
+    # The plain macro top (HWM style, early re-selection once reached) traces; a critic
+    # top without a bank is refused.
+    macro_only = agent.hierarchical(
+        task, st, config=dataclasses.replace(cfg, top="macro", reached=1.0), scale=scale)
     shapes = jax.eval_shape(agent.make_evaluate(task, macro_only, steps=4), _keys(n=2))
     assert shapes["subgoal"].shape == (2, 4, WM.latent_dim)
     with pytest.raises(ValueError, match="needs a bank"):
