@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/hplan demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	HPLAN_QUICK=1 $(BIN)/python -m pytest -q --nbmake tests notebooks/quickstart.ipynb
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/env_steps.py && $(BIN)/python bench/train_wm.py && $(BIN)/python bench/planners.py
 
 notebook: $(STAMP)
+	$(BIN)/python -m pip install -q notebook==7.6.5
 	$(BIN)/python -m jupyter notebook notebooks/
 
 clean:
