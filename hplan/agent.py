@@ -9,7 +9,10 @@ here, which also reports compute) runs whole episodes under one jit.
   the hierarchical agent are like for like.
 - `hierarchical`: a subgoal selector on top hands a latent subgoal to the same level-0
   MPC. `top="critic"` picks, from a bank of encoded dataset states, the subgoal that
-  minimises `V_top(z, s) + (1 + progress) V_top(s, g)` subject to `V_0(z, s) <= reach`;
+  minimises `D(z, s) + (1 + progress) D(s, g)` subject to `D(z, s) <= reach`, where `D`
+  is the shortest path over a graph of short critic0 hops between bank states (search on
+  the replay buffer, `bank_graph`; `graph=False`: the critics directly, `V_top` for the
+  score and `V_0(z, s) <= reach`);
   `top="macro"` plans the top level's macro-actions with CEM and takes the first
   predicted latent (HWM style). The subgoal is re-selected every `replan` steps, or once
   reached (within `reached` latent steps; `reached = 0` turns this trigger off, see
@@ -158,7 +161,7 @@ def _initial(task: Task, stack: Stack, cfg: AgentConfig, key: jax.Array, state: 
 
 
 HIER_DEFAULT = AgentConfig(name="hier-2", kind="hier", horizon=8, running=0.1, terminal=0.0,
-                           use_critic=True, reached=0.0, candidates=256)
+                           use_critic=True, reached=0.0, bank=4096, reach=3.0)
 
 
 # -- agents ------------------------------------------------------------------------------
@@ -225,6 +228,98 @@ def critic_selector(stack: Stack, bank: jax.Array, reach: float, progress: float
     return select
 
 
+# Graph selector: hops of at most GRAPH_EDGE base steps by critic0 (on the large maze no hop
+# of a 4096-state bank then crosses a wall, and the bank is one component); the state and
+# the goal join the graph through their GRAPH_ENDS latent-nearest bank states.
+GRAPH_EDGE = 1.25
+GRAPH_ENDS = 32
+
+
+def bank_graph(stack: Stack, bank: jax.Array, edge: float = GRAPH_EDGE,
+               neighbours: int = 64, max_edge: float = 4.0) -> np.ndarray:
+    """All-pairs shortest paths (base steps) over the bank: search on the replay buffer.
+
+    A hop joins each bank state to those of its `neighbours` latent-nearest that the
+    level-0 critic (the larger of both ways) puts at most `edge` steps away, at that cost.
+    Long-range costs then come from the search, not from the critic: the critic is
+    accurate for short hops but under-estimates pairs on the two sides of a thin wall
+    (Euclidean-like, 2 steps for states 14 steps apart by the corridors), which made the
+    plain selector pick subgoals behind walls that the level-0 MPC then pushed against.
+    A bank too sparse to be one component at `edge` gets wider hops (up to `max_edge`);
+    pairs still unconnected cost `1e4`."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components, shortest_path
+
+    bank = jnp.asarray(bank, jnp.float32)
+    m = bank.shape[0]
+    k = min(neighbours, m - 1)
+    sq = jnp.sum(bank ** 2, -1)
+
+    @jax.jit
+    def hops(bank):
+        d2 = sq[:, None] + sq[None] - 2 * bank @ bank.T
+        _, nb = jax.lax.top_k(-d2, k + 1)
+        src = jnp.repeat(jnp.arange(m), k)
+        dst = nb[:, 1:].reshape(-1)
+        c0 = stack.critic(0)
+        a, b = bank[src], bank[dst]
+        return src, dst, jnp.maximum(c0(a, b), c0(b, a))
+
+    src, dst, w = (np.asarray(x) for x in hops(bank))
+    while True:  # widen the hops until the bank is one component (a sparse bank)
+        keep = (w <= edge) & (src != dst)
+        g = csr_matrix((w[keep] + 1e-3, (src[keep], dst[keep])), shape=(m, m))
+        if connected_components(g, directed=False)[0] == 1 or edge >= max_edge:
+            break
+        edge += 0.25
+    dist = shortest_path(g, method="D", directed=False)
+    return np.minimum(dist, 1e4).astype(np.float32)
+
+
+def graph_selector(stack: Stack, bank: jax.Array, dist: np.ndarray,
+                   reach: float, progress: float, ends: int = GRAPH_ENDS,
+                   edge: float = GRAPH_EDGE):
+    """`select(z, zg) -> (subgoal, index, n_critic)` from the bank graph (`bank_graph`).
+
+    The current state and the goal join the graph through their `ends` latent-nearest
+    bank states (hop cost: critic0, as in the graph; the critic-nearest always joins).
+    Among all bank states `s`, pick the one minimising `D(z, s) + (1 + progress) D(s, g)`
+    subject to `D(z, s) <= reach`; the goal itself when it is within reach (through the
+    graph, or one hop by critic0). Index -1 is the goal. Critic calls: `2 * ends + 1`.
+    """
+    bank = jnp.asarray(bank, jnp.float32)
+    dist = jnp.asarray(dist, jnp.float32)
+    m = bank.shape[0]
+    e = min(ends, m)
+    big = jnp.float32(1e4)
+
+    def join(x, which):
+        d2 = jnp.sum((bank - x) ** 2, -1)
+        _, near = jax.lax.top_k(-d2, e)
+        xx = jnp.broadcast_to(x, (e, x.shape[0]))
+        c = (stack.critic(0)(xx, bank[near]) if which == 0
+             else stack.critic(0)(bank[near], xx))
+        c = jnp.where((c <= edge) | (c <= jnp.min(c)), c, big)
+        return near, c
+
+    def select(z, zg):
+        n_in, c_in = join(z, 0)
+        n_out, c_out = join(zg, 1)
+        from_z = jnp.min(c_in[:, None] + dist[n_in], 0)  # [M]
+        to_g = jnp.min(dist[:, n_out] + c_out[None], 1)  # [M]
+        direct = stack.critic(0)(z, zg)
+        d_goal = jnp.minimum(jnp.min(from_z[n_out] + c_out),
+                             jnp.where(direct <= edge, direct, big))
+        score = from_z + (1.0 + progress) * to_g + 1e3 * jax.nn.relu(from_z - reach)
+        i = jnp.argmin(score)
+        goal = d_goal <= reach
+        sub = jnp.where(goal, zg, bank[i])
+        idx = jnp.where(goal, -1, i).astype(jnp.int32)
+        return sub, idx, jnp.int32(2 * e + 1)
+
+    return select
+
+
 def macro_selector(stack: Stack, cfg: AgentConfig, scale: float, level: int | None = None):
     """`select(top_plan, key, z, target) -> (subgoal, top_plan, n_evals)`: CEM over the
     macro-actions of `level` (default: the top one). Cost, in base steps: latent distance
@@ -252,7 +347,8 @@ def macro_selector(stack: Stack, cfg: AgentConfig, scale: float, level: int | No
 
 def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
                  planner: P.Planner | None = None, config: AgentConfig | None = None,
-                 top: str | None = None, scale: float | None = None) -> Policy:
+                 top: str | None = None, scale: float | None = None,
+                 graph: bool = True) -> Policy:
     """Subgoal selection on top, level-0 MPC (with critic0 terminal cost) below.
 
     `top="critic"` needs `bank` (latents [M, d], e.g. from `make_bank`); `top="macro"`
@@ -277,8 +373,12 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
         if bank is None:
             raise ValueError(f"top={cfg.top!r} needs a bank of encoded dataset states. Fix: "
                              "pass bank=make_bank(task, stack, data, size)[0]")
-        choose = critic_selector(stack, bank, cfg.far_reach if three else cfg.reach,
-                                 cfg.progress, cfg.candidates)
+        r = cfg.far_reach if three else cfg.reach
+        if graph:
+            choose = graph_selector(stack, bank, bank_graph(stack, bank), r,
+                                    cfg.progress)
+        else:
+            choose = critic_selector(stack, bank, r, cfg.progress, cfg.candidates)
     if cfg.top in ("macro", "critic+macro"):
         if stack.wm_cfg.levels < 2:
             raise ValueError(f"top={cfg.top!r} needs a stack with >= 2 levels. Fix: train "

@@ -19,8 +19,8 @@ TC = wm_train.TrainConfig(steps=600, batch=128, rollout=(4, 2), chunk=200)
 CC = critic.CriticConfig(steps=1000, batch=256, chunk=500, nodes=1024)
 EPISODES = 24
 LOW = dict(horizon=8, iters=6, restarts=4, running=0.1, terminal=0.0, use_critic=True)
-# Periodic selection among the latent-nearest bank states, as in agents/hier-2.toml.
-HIER = AgentConfig(kind="hier", bank=512, candidates=128, reached=0.0, **LOW)
+# Periodic selection over the bank graph, as in agents/hier-2.toml (a smaller bank).
+HIER = AgentConfig(kind="hier", bank=512, reached=0.0, **LOW)
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +116,10 @@ def _primitives(jaxpr) -> set[str]:
     return names
 
 
+def _n_select(n_bank):
+    return 2 * min(agent.GRAPH_ENDS, n_bank) + 1
+
+
 def _check_run(task, cfg, jaxpr, out, n_bank=0):
     scans = [e for e in jaxpr.eqns if e.primitive.name == "scan"]
     assert len(scans) == 1 and scans[0].params["length"] == task.episode_length
@@ -132,10 +136,10 @@ def _check_run(task, cfg, jaxpr, out, n_bank=0):
     if cfg.kind == "flat":
         np.testing.assert_array_equal(n_critic, n_low)
         return
-    # A selection scores each candidate bank state and the goal with three critic calls.
+    # A selection joins the state and the goal to the bank graph (critic0 to their nearest
+    # bank states) and checks the goal directly.
     selected = n_critic > n_low
-    n_cand = min(cfg.candidates or n_bank, n_bank)
-    np.testing.assert_array_equal(n_critic[selected], n_low + 3 * (n_cand + 1))
+    np.testing.assert_array_equal(n_critic[selected], n_low + _n_select(n_bank))
     assert selected[:, 0].all()  # the first step always selects
     for row in selected:
         if cfg.reached == 0:
@@ -195,9 +199,8 @@ def test_three_layers_critic_far_subgoal_macro_middle_level0_below(rooms):
     # Far subgoal every 8 steps, macro plan every 4, level-0 plan every step: counted.
     t = np.arange(12)
     n_low = cfg.restarts * cfg.iters
-    n_cand = min(cfg.candidates, len(bank))
     macro = (t % cfg.replan == 0) * cfg.top_samples * cfg.top_iters
-    far = (t % cfg.far_replan == 0) * 3 * (n_cand + 1)
+    far = (t % cfg.far_replan == 0) * _n_select(len(bank))
     np.testing.assert_array_equal(out["n_critic"], np.broadcast_to(n_low + macro + far, (4, 12)))
     np.testing.assert_array_equal(out["n_model"], np.broadcast_to(
         n_low * cfg.horizon + macro * cfg.top_horizon + (macro > 0), (4, 12)))
