@@ -13,6 +13,8 @@ import re
 import tomllib
 from pathlib import Path
 
+from hplan import shipped
+
 AGENTS_DIR = Path(os.environ.get("HPLAN_AGENTS_DIR",
                                  Path(__file__).resolve().parents[1] / "agents"))
 KINDS = ("flat", "hier")
@@ -140,26 +142,10 @@ def parse_agent(text: str, source: str = "<string>") -> AgentConfig:
 
 def available() -> dict[str, Path]:
     """Shipped agent names -> files."""
-    out = {}
-    for path in sorted(AGENTS_DIR.glob("*.toml")):
-        try:
-            name = tomllib.loads(path.read_text()).get("name", path.stem)
-        except tomllib.TOMLDecodeError:
-            name = path.stem
-        out[name] = path
-    return out
+    return shipped.available(AGENTS_DIR)
 
 
 def load_agent(name_or_path: str | Path) -> AgentConfig:
     """Load an agent by shipped name (`agents/*.toml`) or by path to a .toml file."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml" or path.is_file():
-        if not path.is_file():
-            raise ValueError(f"{path}: agent file not found. Fix: check the path")
-        return parse_agent(path.read_text(), source=str(path))
-    known = available()
-    if str(name_or_path) not in known:
-        raise ValueError(f"unknown agent {str(name_or_path)!r}. Known agents: "
-                         f"{', '.join(known)}. Fix: pick one of these or pass a .toml path")
-    p = known[str(name_or_path)]
-    return parse_agent(p.read_text(), source=str(p))
+    path = shipped.resolve(name_or_path, AGENTS_DIR, "agent")
+    return parse_agent(path.read_text(), source=str(path))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hplan import shipped
 from hplan.layout import Layout, parse_layout
 from hplan.maze import MazeConfig, PointMaze
 
@@ -239,26 +240,10 @@ def _guardrail(g: dict, i: int, where: _Where) -> Guardrail:
 
 def available() -> dict[str, Path]:
     """Shipped task names -> files."""
-    out = {}
-    for path in sorted(TASKS_DIR.glob("*.toml")):
-        try:
-            name = tomllib.loads(path.read_text()).get("name", path.stem)
-        except tomllib.TOMLDecodeError:
-            name = path.stem
-        out[name] = path
-    return out
+    return shipped.available(TASKS_DIR)
 
 
 def load(name_or_path: str | Path) -> Task:
     """Load a task by shipped name (see `hplan tasks`) or by path to a .toml file."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml" or path.is_file():
-        if not path.is_file():
-            raise ValueError(f"{path}: task file not found. Fix: check the path")
-        return parse_task(path.read_text(), source=str(path), base_dir=path.parent)
-    known = available()
-    if str(name_or_path) not in known:
-        raise ValueError(f"unknown task {str(name_or_path)!r}. Known tasks: "
-                         f"{', '.join(known)}. Fix: pick one of these or pass a .toml path")
-    p = known[str(name_or_path)]
-    return parse_task(p.read_text(), source=str(p), base_dir=p.parent)
+    path = shipped.resolve(name_or_path, TASKS_DIR, "task")
+    return parse_task(path.read_text(), source=str(path), base_dir=path.parent)
