@@ -161,7 +161,7 @@ def _initial(task: Task, stack: Stack, cfg: AgentConfig, key: jax.Array, state: 
 
 
 HIER_DEFAULT = AgentConfig(name="hier-2", kind="hier", horizon=8, running=0.1, terminal=0.0,
-                           use_critic=True, reached=0.0, bank=4096, reach=3.0)
+                           use_critic=True, reached=0.0, bank=4096, reach=2.5)
 
 
 # -- agents ------------------------------------------------------------------------------
