@@ -488,26 +488,9 @@ def make_evaluate(task: Task, policy: Policy, steps: int | None = None
     """`mpc.make_evaluate`'s metrics plus per-step `n_evals`, `n_model`, `n_critic` [N, T],
     `subgoal_idx` [N, T], `subgoal` [N, T, d], `far_idx` [N, T] (three layers), `goal`
     [N, 2] and the true `distance` to it after each step [N, T]."""
-    steps = steps or task.episode_length
-    guard = costs.guardrails(task.guardrails, max_step=task.env.config.max_step)
-
-    def evaluate(keys: jax.Array) -> dict[str, jax.Array]:
-        s0, rec = mpc.run_episodes(task.env, policy, keys, steps, agent_record)
-        done = rec["success"] > 0
-        success = jnp.any(done, axis=1)
-        first = jnp.argmax(done, axis=1) + 1
-        pos = jnp.concatenate([s0.env_state.pos[:, None], rec["pos"]], axis=1)
-        viol = jax.vmap(lambda xs, a: costs.violations(guard, xs, a))(pos, rec["action"])
-        out = {"success": success, "steps_to_goal": jnp.where(success, first, -1),
-               "violations": viol["count"], "violation_amount": viol["amount"],
-               "positions": pos, "actions": rec["action"],
-               "goal": s0.env_state.targets[:, -1], "distance": rec["distance"]}
-        for k in ("n_evals", "n_model", "n_critic", "subgoal_idx", "subgoal", "far_idx"):
-            if k in rec:
-                out[k] = rec[k]
-        return out
-
-    return evaluate
+    return mpc.make_evaluate(task, policy, steps, record=agent_record,
+                             extra=("distance", "n_evals", "n_model", "n_critic",
+                                    "subgoal_idx", "subgoal", "far_idx"))
 
 
 def evaluate(task: Task, policy: Policy, key: jax.Array, episodes: int,

@@ -145,7 +145,8 @@ def maze_record(state: State, agent: Any, action: jax.Array) -> dict[str, Any]:
     return rec
 
 
-def make_evaluate(task: Task, policy: Policy, steps: int | None = None
+def make_evaluate(task: Task, policy: Policy, steps: int | None = None,
+                  record: Record | None = None, extra: tuple[str, ...] = ("n_evals",)
                   ) -> Callable[[jax.Array], dict[str, jax.Array]]:
     """A pure `evaluate(keys [N]) -> per-episode metrics`; jit it for one program.
 
@@ -157,7 +158,7 @@ def make_evaluate(task: Task, policy: Policy, steps: int | None = None
     guard = costs.guardrails(task.guardrails, max_step=task.env.config.max_step)
 
     def evaluate(keys: jax.Array) -> dict[str, jax.Array]:
-        s0, rec = run_episodes(task.env, policy, keys, steps, maze_record)
+        s0, rec = run_episodes(task.env, policy, keys, steps, record or maze_record)
         done = rec["success"] > 0
         success = jnp.any(done, axis=1)
         first = jnp.argmax(done, axis=1) + 1
@@ -165,9 +166,9 @@ def make_evaluate(task: Task, policy: Policy, steps: int | None = None
         viol = jax.vmap(lambda xs, a: costs.violations(guard, xs, a))(pos, rec["action"])
         out = {"success": success, "steps_to_goal": jnp.where(success, first, -1),
                "violations": viol["count"], "violation_amount": viol["amount"],
-               "positions": pos, "actions": rec["action"]}
-        if "n_evals" in rec:
-            out["n_evals"] = rec["n_evals"]
+               "positions": pos, "actions": rec["action"],
+               "goal": s0.env_state.targets[:, -1]}
+        out.update({k: rec[k] for k in extra if k in rec})
         return out
 
     return evaluate
