@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+# No `matplotlib.use(...)` here: forcing Agg would silence plots in notebooks; without a
+# display, matplotlib already picks a non-interactive backend for savefig.
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from hplan.layout import Layout  # noqa: E402
-from hplan.tasks import KeepOut, Task  # noqa: E402
+from hplan.layout import Layout
+from hplan.tasks import KeepOut, Task
 
 
 def draw_layout(ax, layout: Layout) -> None:
