@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tomllib
 from pathlib import Path
 
 from hplan import shipped
@@ -111,13 +110,7 @@ def _where(lines: list[str], key: str) -> tuple[int, int]:
 
 def parse_agent(text: str, source: str = "<string>") -> AgentConfig:
     """Parse an agent file's TOML text."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        m = re.search(r"line (\d+), column (\d+)", str(e))
-        line, col = (m.group(1), m.group(2)) if m else ("1", "1")
-        raise ValueError(f"{source}:{line}:{col}: not valid TOML ({e}). "
-                         "Fix: check quotes, brackets and '=' signs") from None
+    raw = shipped.read_toml(text, source)
     lines = text.split("\n")
 
     def err(key, what, fix):

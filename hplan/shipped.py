@@ -30,3 +30,16 @@ def resolve(name_or_path: str | Path, folder: Path, kind: str) -> Path:
         raise ValueError(f"unknown {kind} {str(name_or_path)!r}. Known {kind}s: "
                          f"{', '.join(known)}. Fix: pick one of these or pass a .toml path")
     return known[str(name_or_path)]
+
+
+def read_toml(text: str, source: str) -> dict:
+    """Parse TOML; a syntax error becomes `SOURCE:LINE:COL: ... Fix: ...`."""
+    import re
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+), column (\d+)", str(e))
+        line, col = (m.group(1), m.group(2)) if m else ("1", "1")
+        raise ValueError(f"{source}:{line}:{col}: not valid TOML ({e}). "
+                         "Fix: check quotes, brackets and '=' signs") from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -195,13 +194,7 @@ _KEYS = {f.name for f in dataclasses.fields(TaskSpec)}
 
 def parse_task(text: str, source: str = "<string>", base_dir: Path | None = None) -> Task:
     """Parse a task file's TOML text into a Task."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        m = re.search(r"line (\d+), column (\d+)", str(e))
-        line, col = (m.group(1), m.group(2)) if m else ("1", "1")
-        raise ValueError(f"{source}:{line}:{col}: not valid TOML ({e}). "
-                         "Fix: check quotes, brackets and '=' signs") from None
+    raw = shipped.read_toml(text, source)
     where = _Where(text, source)
     for key in raw:
         if key not in _KEYS:
