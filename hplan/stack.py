@@ -163,10 +163,9 @@ def diagnose(task: Task, data: Dataset, stack: Stack, z=None, obs=None) -> dict:
         else:
             u = np.asarray(jax.jit(model.macros[level - 1])(jnp.asarray(acts)))
         roll = lambda z0, a, level=level: model.rollout(level, z0, a)  # noqa: E731
-        err = diag.prediction_error(roll, zt, u)
-        pos0 = data.pos[sel, 0]
-        wall = diag.near_wall(task.layout, pos0)
         pred = np.asarray(jax.jit(jax.vmap(roll))(jnp.asarray(zt[:, 0]), jnp.asarray(u)))
+        err = diag.prediction_error(pred, zt)
+        wall = diag.near_wall(task.layout, data.pos[sel, 0])
         true_pos = data.pos[sel, stride : k * stride + 1 : stride]
         # A level's latent is what its predictor outputs one of its own steps ahead.
         m["probe_r2"][f"level{level}"] = diag.probe_r2(pred[:, :1], true_pos[:, :1])
