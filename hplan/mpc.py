@@ -167,7 +167,7 @@ def make_evaluate(task: Task, policy: Policy, steps: int | None = None,
         out = {"success": success, "steps_to_goal": jnp.where(success, first, -1),
                "violations": viol["count"], "violation_amount": viol["amount"],
                "positions": pos, "actions": rec["action"],
-               "goal": s0.env_state.targets[:, -1]}
+               "goal": s0.env_state.targets[:, -1], "targets": s0.env_state.targets}
         out.update({k: rec[k] for k in extra if k in rec})
         return out
 
