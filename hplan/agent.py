@@ -123,13 +123,21 @@ def latent_cost(task: Task, stack: Stack, cfg: AgentConfig, scale: float
         zs = model.rollout(0, z0, actions)
         d = costs.safe_norm(zs - goal) / scale
         c = cfg.running * jnp.sum(d) + cfg.terminal * d[-1]
-        if cfg.use_critic:
+        if cfg.use_critic and cfg.critic_on == "path":
+            c = c + cfg.critic_weight * jnp.mean(
+                stack.critic(0)(zs, jnp.broadcast_to(goal, zs.shape)))
+        elif cfg.use_critic:
             c = c + cfg.critic_weight * stack.critic(0)(zs[-1], goal)
         if guard is not None:
             c = c + guard(jnp.concatenate([z0[None], zs]), actions)
         return c
 
     return cost
+
+
+def critic_calls(cfg: AgentConfig) -> int:
+    """Critic calls per level-0 cost evaluation."""
+    return 0 if not cfg.use_critic else cfg.horizon if cfg.critic_on == "path" else 1
 
 
 def _low_level(task: Task, stack: Stack, cfg: AgentConfig, planner: P.Planner, scale: float):
@@ -190,7 +198,7 @@ def flat_learned(task: Task, stack: Stack, planner: P.Planner | None = None,
         agent = agent._replace(plan=plan, key=key, subgoal=zg, t=agent.t + 1,
                                since=agent.since + 1, cost=cost, n_evals=n,
                                n_model=n * cfg.horizon,
-                               n_critic=n * int(cfg.use_critic))
+                               n_critic=n * critic_calls(cfg))
         return agent, action
 
     return Policy(init=init, step=step)
@@ -210,7 +218,7 @@ def critic_selector(stack: Stack, bank: jax.Array, reach: float, progress: float
     m = bank.shape[0]
     k = min(candidates, m) if candidates > 0 else m
 
-    def select(z, zg):
+    def select(z, zg, prev=None):
         c0, ct = stack.critic(0), stack.critic(1)
         if k < m:
             _, near = jax.lax.top_k(-jnp.sum((bank - z) ** 2, -1), k)
@@ -278,14 +286,17 @@ def bank_graph(stack: Stack, bank: jax.Array, edge: float = GRAPH_EDGE,
 
 def graph_selector(stack: Stack, bank: jax.Array, dist: np.ndarray,
                    reach: float, progress: float, ends: int = GRAPH_ENDS,
-                   edge: float = GRAPH_EDGE):
-    """`select(z, zg) -> (subgoal, index, n_critic)` from the bank graph (`bank_graph`).
+                   edge: float = GRAPH_EDGE, commit: float = 0.0):
+    """`select(z, zg, prev) -> (subgoal, index, n_critic)` from the bank graph
+    (`bank_graph`).
 
     The current state and the goal join the graph through their `ends` latent-nearest
     bank states (hop cost: critic0, as in the graph; the critic-nearest always joins).
     Among all bank states `s`, pick the one minimising `D(z, s) + (1 + progress) D(s, g)`
     subject to `D(z, s) <= reach`; the goal itself when it is within reach (through the
     graph, or one hop by critic0). Index -1 is the goal. Critic calls: `2 * ends + 1`.
+    `commit > 0` adds `commit * D(prev, s)` when the previous subgoal `prev` is a bank
+    state: hysteresis, so near-ties between routes (a ring) do not flip every selection.
     """
     bank = jnp.asarray(bank, jnp.float32)
     dist = jnp.asarray(dist, jnp.float32)
@@ -302,7 +313,7 @@ def graph_selector(stack: Stack, bank: jax.Array, dist: np.ndarray,
         c = jnp.where((c <= edge) | (c <= jnp.min(c)), c, big)
         return near, c
 
-    def select(z, zg):
+    def select(z, zg, prev=None):
         n_in, c_in = join(z, 0)
         n_out, c_out = join(zg, 1)
         from_z = jnp.min(c_in[:, None] + dist[n_in], 0)  # [M]
@@ -311,6 +322,8 @@ def graph_selector(stack: Stack, bank: jax.Array, dist: np.ndarray,
         d_goal = jnp.minimum(jnp.min(from_z[n_out] + c_out),
                              jnp.where(direct <= edge, direct, big))
         score = from_z + (1.0 + progress) * to_g + 1e3 * jax.nn.relu(from_z - reach)
+        if commit > 0 and prev is not None:
+            score = score + jnp.where(prev >= 0, commit * dist[jnp.maximum(prev, 0)], 0.0)
         i = jnp.argmin(score)
         goal = d_goal <= reach
         sub = jnp.where(goal, zg, bank[i])
@@ -376,7 +389,7 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
         r = cfg.far_reach if three else cfg.reach
         if graph:
             choose = graph_selector(stack, bank, bank_graph(stack, bank), r,
-                                    cfg.progress)
+                                    cfg.progress, commit=cfg.commit if not three else 0.0)
         else:
             choose = critic_selector(stack, bank, r, cfg.progress, cfg.candidates)
     if cfg.top in ("macro", "critic+macro"):
@@ -402,7 +415,7 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
         target = zg
         if three:
             far_fresh = (agent.t == 0) | (far_since >= cfg.far_replan)
-            far, far_idx, n_far = jax.lax.cond(far_fresh, lambda: choose(z, zg),
+            far, far_idx, n_far = jax.lax.cond(far_fresh, lambda: choose(z, zg, far_idx),
                                                lambda: (far, far_idx, zero))
             # A far subgoal that is the goal follows it (staged goals: waypoints).
             far = jnp.where(far_idx == -1, zg, far)
@@ -421,7 +434,7 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
 
         if cfg.top == "critic":
             def pick():
-                s, i, nc = choose(z, zg)
+                s, i, nc = choose(z, zg, agent.subgoal_idx)
                 return s, i, agent.top_plan, zero, nc
         else:
             def pick():
@@ -438,7 +451,7 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
                            since=jnp.where(fresh, 1, agent.since + 1), far=far,
                            far_idx=far_idx, far_since=far_since, t=agent.t + 1,
                            cost=cost, n_evals=n, n_model=n * cfg.horizon + n_top,
-                           n_critic=n * int(cfg.use_critic) + n_crit_top + n_far)
+                           n_critic=n * critic_calls(cfg) + n_crit_top + n_far)
         return agent, action
 
     return Policy(init=init, step=step)

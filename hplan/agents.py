@@ -19,6 +19,7 @@ AGENTS_DIR = Path(os.environ.get("HPLAN_AGENTS_DIR",
 KINDS = ("flat", "hier")
 PLANNERS = ("gradient", "cem", "mppi", "hybrid")
 TOPS = ("critic", "macro", "critic+macro")
+CRITIC_ON = ("terminal", "path")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +44,10 @@ class AgentConfig:
     terminal: float = 1.0  # extra weight on the last step's latent distance
     use_critic: bool = False  # add critic0(z_H, goal) as terminal cost
     critic_weight: float = 1.0
+    # "terminal": critic0 at the rollout's end only; "path": its mean over the rollout, so
+    # reaching the (sub)goal early is cheaper than dawdling (terminal-only leaves the first
+    # action free once the target is closer than the horizon, and the agent dithers)
+    critic_on: str = "terminal"
     guard_weight: float = 20.0  # keep-out penalty on probed positions
     guard_margin: float = 0.1
     # high level (kind = "hier")
@@ -55,6 +60,7 @@ class AgentConfig:
     progress: float = 0.5  # extra weight on the subgoal's cost-to-go to the goal
     replan: int = 4  # re-select the subgoal every `replan` control steps ...
     reached: float = 1.0  # ... or when within this latent distance (steps) of it; 0: off
+    commit: float = 0.0  # selector hysteresis: + commit * D(previous subgoal, candidate)
     far_reach: float = 16.0  # critic+macro: reach of the far subgoal (base steps)
     far_replan: int = 8  # critic+macro: steps between far subgoal selections
     top_horizon: int = 3  # macro: level-1 macro-actions planned
@@ -68,6 +74,8 @@ class AgentConfig:
             (self.planner in PLANNERS, "planner", f"planner={self.planner!r}",
              f"use one of {PLANNERS}"),
             (self.top in TOPS, "top", f"top={self.top!r}", f"use one of {TOPS}"),
+            (self.critic_on in CRITIC_ON, "critic_on", f"critic_on={self.critic_on!r}",
+             f"use one of {CRITIC_ON}"),
         ]
         for key in ("horizon", "iters", "restarts", "samples", "elites", "bank", "replan",
                     "far_replan", "top_horizon", "top_samples", "top_elites", "top_iters"):
@@ -79,6 +87,8 @@ class AgentConfig:
         for key in ("lr", "reach", "far_reach", "temperature"):
             v = getattr(self, key)
             checks.append((v > 0, key, f"{key}={v!r}", "use a positive number"))
+        checks.append((self.commit >= 0, "commit", f"commit={self.commit!r}",
+                       "use a number >= 0 (0 turns hysteresis off)"))
         checks.append((self.reached >= 0, "reached", f"reached={self.reached!r}",
                        "use a number >= 0 (0 turns the trigger off)"))
         checks.append((self.elites <= self.samples, "elites",
