@@ -30,6 +30,9 @@ def main(argv=None):
     p.add_argument("--agents", default=AGENTS)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--stack-seed", type=int, default=None,
+                   help="train one stack with this seed and evaluate every --seeds on it "
+                        "(default: each evaluation seed trains its own stack)")
     p.add_argument("--cache", default="out/cache")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
@@ -40,11 +43,13 @@ def main(argv=None):
         per_seed = []
         for seed in map(int, args.seeds.split(",")):
             t0 = time.perf_counter()
-            st, ds, _ = benchmark.get_stack(task, args.cache, seed=seed, show=False)
+            sseed = seed if args.stack_seed is None else args.stack_seed
+            st, ds, _ = benchmark.get_stack(task, args.cache, seed=sseed, show=False)
             train_s = time.perf_counter() - t0
             res, _ = benchmark.compare(task, benchmark.build_agents(task, names, st, ds),
                                        seed, args.episodes, progress=False)
             res["train_s"] = train_s
+            res["stack_seed"] = sseed
             per_seed.append(res)
             print(f"{tname} seed {seed} (stack {train_s:.0f}s)")
             print(benchmark.format_table(res), flush=True)
@@ -58,6 +63,7 @@ def main(argv=None):
         print(benchmark.format_table({"agents": agg}), flush=True)
         # Written after every task, so a run cut short keeps what it finished.
         out = write("hierarchy", {"episodes": args.episodes, "seeds": args.seeds,
+                                  "stack_seed": args.stack_seed,
                                   "results": results}, args.out)
         print(f"wrote {out}")
 

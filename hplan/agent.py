@@ -169,7 +169,8 @@ def _initial(task: Task, stack: Stack, cfg: AgentConfig, key: jax.Array, state: 
 
 
 HIER_DEFAULT = AgentConfig(name="hier-2", kind="hier", horizon=8, running=0.1, terminal=0.0,
-                           use_critic=True, reached=0.0, bank=4096, reach=2.5)
+                           use_critic=True, critic_on="path", reached=0.0, bank=4096,
+                           reach=2.0, replan=1, commit=0.5)
 
 
 # -- agents ------------------------------------------------------------------------------
@@ -365,7 +366,9 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
     """Subgoal selection on top, level-0 MPC (with critic0 terminal cost) below.
 
     `top="critic"` needs `bank` (latents [M, d], e.g. from `make_bank`); `top="macro"`
-    needs a stack with at least two levels; `top="critic+macro"` (three layers) needs both:
+    needs a stack with at least two levels; `top="critic+critic"` (three layers): a far
+    graph subgoal (`far_reach`, every `far_replan` steps) and a near one (`reach`) on the
+    way to it, both from the same bank graph; `top="critic+macro"` (three layers) needs both:
     the critic selector picks a far subgoal (`far_reach`, every `far_replan` steps), CEM
     over level-1 macro-actions aims at it and hands its first predicted latent to level 0.
     `config` defaults to `HIER_DEFAULT` (the values of `agents/hier-2.toml`).
@@ -380,16 +383,21 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
     planner = planner or make_planner(cfg)
     scale = scale or step_scale(task, stack)
     act = _low_level(task, stack, cfg, planner, scale)
-    three = cfg.top == "critic+macro"
+    three = cfg.top in ("critic+macro", "critic+critic")
     top_shape = (1, 1)
-    if cfg.top in ("critic", "critic+macro"):
+    if cfg.top in ("critic", "critic+macro", "critic+critic"):
         if bank is None:
             raise ValueError(f"top={cfg.top!r} needs a bank of encoded dataset states. Fix: "
                              "pass bank=make_bank(task, stack, data, size)[0]")
         r = cfg.far_reach if three else cfg.reach
         if graph:
-            choose = graph_selector(stack, bank, bank_graph(stack, bank), r,
-                                    cfg.progress, commit=cfg.commit if not three else 0.0)
+            dist = bank_graph(stack, bank)
+            choose = graph_selector(stack, bank, dist, r, cfg.progress, commit=cfg.commit)
+            # critic+critic: the middle layer searches the same graph towards the far one
+            choose_near = graph_selector(stack, bank, dist, cfg.reach, cfg.progress,
+                                         commit=cfg.commit)
+        elif cfg.top == "critic+critic":
+            raise ValueError("top='critic+critic' searches the bank graph. Fix: graph=True")
         else:
             choose = critic_selector(stack, bank, r, cfg.progress, cfg.candidates)
     if cfg.top in ("macro", "critic+macro"):
@@ -436,6 +444,12 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
             def pick():
                 s, i, nc = choose(z, zg, agent.subgoal_idx)
                 return s, i, agent.top_plan, zero, nc
+        elif cfg.top == "critic+critic":
+            def pick():
+                s, i, nc = choose_near(z, target, agent.subgoal_idx)
+                # reaching the far subgoal itself is index -1 here; keep its bank index
+                i = jnp.where(i == -1, jnp.where(far_idx == -1, -1, far_idx), i)
+                return s, i.astype(jnp.int32), agent.top_plan, zero, nc
         else:
             def pick():
                 s, plan, _ = choose_macro(agent.top_plan, k_top, z, target)
@@ -458,7 +472,7 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
 
 
 def needs_bank(cfg: AgentConfig) -> bool:
-    return cfg.kind == "hier" and cfg.top in ("critic", "critic+macro")
+    return cfg.kind == "hier" and cfg.top.startswith("critic")
 
 
 def build(cfg: AgentConfig, task: Task, stack: Stack, bank: jax.Array | None = None,

@@ -18,7 +18,7 @@ AGENTS_DIR = Path(os.environ.get("HPLAN_AGENTS_DIR",
                                  Path(__file__).resolve().parents[1] / "agents"))
 KINDS = ("flat", "hier")
 PLANNERS = ("gradient", "cem", "mppi", "hybrid")
-TOPS = ("critic", "macro", "critic+macro")
+TOPS = ("critic", "macro", "critic+macro", "critic+critic")
 CRITIC_ON = ("terminal", "path")
 
 
@@ -52,7 +52,8 @@ class AgentConfig:
     guard_margin: float = 0.1
     # high level (kind = "hier")
     # "critic": bank subgoal selector; "macro": CEM on top-level macro-actions;
-    # "critic+macro": three layers, a far critic subgoal that level-1 CEM aims at
+    # "critic+macro": three layers, a far critic subgoal that level-1 CEM aims at;
+    # "critic+critic": three layers, a far graph subgoal, then a near one on the way to it
     top: str = "critic"
     bank: int = 2048  # encoded dataset states the selector chooses among
     candidates: int = 0  # score only this many latent-nearest bank states (0: all)

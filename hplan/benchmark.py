@@ -136,7 +136,9 @@ def get_stack(task: Task, cache: str, episodes: int = 4096, wm_steps: int = 8000
     from hplan.data import layout_hash
     from hplan.models import WMConfig
 
-    out = Path(cache) / f"{task.name}-{layout_hash(task)}-s{seed}-{wm_steps}-{critic_steps}"
+    wm = WMConfig()
+    out = Path(cache) / (f"{task.name}-{layout_hash(task)}-s{seed}-{wm_steps}-{critic_steps}"
+                         f"-h{wm.hidden}")
     if (out / "metrics.json").is_file():
         st = stack.load(out, task)
         return st, data.load(out / "data", task), out
@@ -145,7 +147,6 @@ def get_stack(task: Task, cache: str, episodes: int = 4096, wm_steps: int = 8000
     else:
         ds = data.collect(task, jax.random.key(seed), episodes, 64)
         data.save(ds, out / "data")
-    wm = WMConfig()
     tc = dataclasses.replace(wm_train.TrainConfig(), steps=wm_steps, seed=seed)
     cc = dataclasses.replace(critic.CriticConfig(), steps=critic_steps, seed=seed)
     return stack.train(task, ds, out, wm, tc, cc, show=show), ds, out

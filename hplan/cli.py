@@ -195,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--critic-steps", type=int, default=20000, help="updates per critic")
     s.add_argument("--anti-collapse", default="vicreg", choices=["vicreg", "ema", "none"])
     s.add_argument("--latent-dim", type=int, default=16)
-    s.add_argument("--hidden", type=int, default=128,
-                   help="MLP width of the encoder, predictors and critics")
+    s.add_argument("--hidden", type=int, default=256,
+                   help="MLP width of the encoder and predictors (critics: 256)")
     s.add_argument("--strides", type=int, nargs="+", default=[1, 8])
     s.add_argument("--macro-dim", type=int, default=8, help="macro-action size, levels > 0")
     s.add_argument("--rollout", type=int, nargs="+", default=None)

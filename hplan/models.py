@@ -18,7 +18,7 @@ class WMConfig:
     """World-model stack. Level 0 steps one base step; level k steps `strides[k]`."""
 
     latent_dim: int = 16
-    hidden: int = 128
+    hidden: int = 256
     strides: tuple[int, ...] = (1, 8)
     macro_dim: int = 8  # latent macro-action size for levels > 0
     noise_dim: int = 0  # latent variable for non-deterministic worlds (0 = deterministic)
