@@ -65,7 +65,9 @@ def test_shipped_agents_load_and_bad_files_point_at_the_line(tmp_path):
         cfg = load_agent(name)
         assert cfg.name == name and cfg.horizon >= 1
     assert load_agent("hier-2").kind == "hier" and load_agent("flat-mpc-critic").use_critic
-    assert load_agent("hier-3").top == "critic+macro"
+    assert load_agent("hier-3").top == "critic+critic"
+    assert load_agent("hier-3-macro").top == "critic+macro"
+    assert load_agent("flat-mpc-critic").critic_on == load_agent("hier-2").critic_on == "path"
     # `hierarchical`'s default is the shipped hier-2 definition.
     assert dataclasses.replace(load_agent("hier-2"), description="") == agent.HIER_DEFAULT
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -76,6 +78,10 @@ def test_shipped_agents_load_and_bad_files_point_at_the_line(tmp_path):
         parse_agent('name = "x"\n\nplanner = "adam"\n')
     with pytest.raises(ValueError, match=r"<string>:1:1: horizon = 2.5 is not a int"):
         parse_agent("horizon = 2.5")
+    with pytest.raises(ValueError, match=r"<string>:1:1: critic_on='end'.*Fix: use one of"):
+        parse_agent('critic_on = "end"')
+    with pytest.raises(ValueError, match=r"commit=-1.0.*Fix"):
+        parse_agent("commit = -1.0")
     with pytest.raises(ValueError, match=r"elites=9 > samples=8"):
         parse_agent("samples = 8\nelites = 9")
     with pytest.raises(ValueError, match="unknown agent 'nope'"):
@@ -250,3 +256,60 @@ def test_flat_learned_mpc_approaches_the_goal_on_open():
     d_end = np.linalg.norm(pos[:, -1] - goal, axis=-1)
     assert d_end.mean() < 0.4 * d0.mean()
     assert np.mean(d_end < d0) >= 0.9
+
+
+def test_path_critic_is_counted_per_rollout_step_and_prefers_arriving_early(rooms):
+    task, st, _, _, scale = rooms
+    cfg = AgentConfig(**{**LOW, "critic_on": "path"})
+    evaluate = agent.make_evaluate(task, agent.flat_learned(task, st, config=cfg, scale=scale))
+    out = jax.jit(evaluate)(_keys(n=2))
+    n_low = cfg.restarts * cfg.iters
+    np.testing.assert_array_equal(out["n_critic"], n_low * cfg.horizon)
+    # Two plans that end at the same place: the one that gets there first costs less under
+    # the path critic, while the terminal critic cannot tell them apart.
+    model = st.model()
+    z0 = model.encode(task.env.observe(jnp.array([4.5, 1.5])))
+    zg = model.encode(task.env.observe(jnp.array([4.5, 3.5])))
+    right = jnp.array([[0.0, 1.0]])
+    early = jnp.concatenate([jnp.tile(right, (4, 1)), jnp.zeros((cfg.horizon - 4, 2))])
+    late = early[::-1]
+    path = agent.latent_cost(task, st, dataclasses.replace(cfg, running=0.0), scale)
+    end = agent.latent_cost(task, st, dataclasses.replace(cfg, running=0.0,
+                                                          critic_on="terminal"), scale)
+    assert float(path(z0, zg, early)) < float(path(z0, zg, late)) - 0.3
+    assert float(end(z0, zg, early)) == pytest.approx(float(end(z0, zg, late)), abs=0.3)
+
+
+def test_selector_hysteresis_keeps_a_reachable_previous_subgoal(rooms):
+    task, st, bank, _, _ = rooms
+    dist = agent.bank_graph(st, bank)
+    model = st.model()
+    z = model.encode(task.env.observe(jnp.array([4.5, 1.5])))
+    zg = model.encode(task.env.observe(jnp.array([4.5, 11.5])))
+    free = agent.graph_selector(st, bank, dist, reach=3.0, progress=0.5)
+    sticky = agent.graph_selector(st, bank, dist, reach=3.0, progress=0.5, commit=100.0)
+    best = int(free(z, zg)[1])
+    assert best >= 0
+    # Another bank state within reach, but a worse choice: only hysteresis keeps it.
+    near = np.argsort(np.sum((np.asarray(bank) - np.asarray(z)) ** 2, -1))[:6]
+    other = next(int(i) for i in near if i != best)
+    assert int(free(z, zg, jnp.int32(other))[1]) == best  # commit = 0: prev is ignored
+    assert int(sticky(z, zg, jnp.int32(other))[1]) == other
+    assert int(sticky(z, zg, jnp.int32(-1))[1]) == best  # the goal as prev: no hysteresis
+
+
+def test_three_layers_over_the_bank_graph_reach_towards_the_goal(rooms):
+    task, st, bank, bank_pos, scale = rooms
+    cfg = dataclasses.replace(HIER, top="critic+critic", far_reach=12.0, far_replan=8,
+                              reach=2.0, replan=1, commit=0.5, critic_on="path")
+    policy = agent.hierarchical(task, st, bank, config=cfg, scale=scale)
+    out = jax.jit(agent.make_evaluate(task, policy))(_keys(3))
+    far_idx, idx = np.asarray(out["far_idx"]), np.asarray(out["subgoal_idx"])
+    for t0 in range(0, 24, cfg.far_replan):  # the far subgoal is held between selections
+        held = far_idx[:, t0: t0 + cfg.far_replan]
+        assert np.all((held == held[:, :1]) | (held == -1))
+    # Near subgoals are bank states (or the goal / the far subgoal), never predicted ones.
+    assert np.all(idx >= -1)
+    pos, goal = np.asarray(out["positions"]), np.asarray(out["goal"])
+    d0, d_end = _bfs(task, pos[:, 0], goal), _bfs(task, pos[:, -1], goal)
+    assert d_end.mean() < 0.8 * d0.mean()
