@@ -363,7 +363,7 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
                  planner: P.Planner | None = None, config: AgentConfig | None = None,
                  top: str | None = None, scale: float | None = None,
                  graph: bool = True) -> Policy:
-    """Subgoal selection on top, level-0 MPC (with critic0 terminal cost) below.
+    """Subgoal selection on top, level-0 MPC (with critic0 cost, `critic_on`) below.
 
     `top="critic"` needs `bank` (latents [M, d], e.g. from `make_bank`); `top="macro"`
     needs a stack with at least two levels; `top="critic+critic"` (three layers): a far
@@ -393,9 +393,9 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
         if graph:
             dist = bank_graph(stack, bank)
             choose = graph_selector(stack, bank, dist, r, cfg.progress, commit=cfg.commit)
-            # critic+critic: the middle layer searches the same graph towards the far one
-            choose_near = graph_selector(stack, bank, dist, cfg.reach, cfg.progress,
-                                         commit=cfg.commit)
+            if cfg.top == "critic+critic":  # the middle layer: same graph, towards the far one
+                choose_near = graph_selector(stack, bank, dist, cfg.reach, cfg.progress,
+                                             commit=cfg.commit)
         elif cfg.top == "critic+critic":
             raise ValueError("top='critic+critic' searches the bank graph. Fix: graph=True")
         else:
@@ -448,7 +448,7 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
             def pick():
                 s, i, nc = choose_near(z, target, agent.subgoal_idx)
                 # reaching the far subgoal itself is index -1 here; keep its bank index
-                i = jnp.where(i == -1, jnp.where(far_idx == -1, -1, far_idx), i)
+                i = jnp.where(i == -1, far_idx, i)
                 return s, i.astype(jnp.int32), agent.top_plan, zero, nc
         else:
             def pick():
