@@ -24,6 +24,22 @@ from hplan import benchmark, tasks
 AGENTS = "flat-true,flat-mpc,flat-mpc-critic,hier-2,hier-3"
 
 
+def paired(res: dict, raw: dict, ref: str = "flat-mpc-critic") -> None:
+    """Adds `paired_steps_vs_ref`: mean over the episodes both this agent and `ref` solved
+    of (its steps / ref's steps), and `paired_n`. The plain path ratio averages each agent
+    over its own successes, which flatters an agent that solves only the easy episodes."""
+    if ref not in raw:
+        return
+    ok_ref = np.asarray(raw[ref]["success"], bool)
+    steps_ref = np.asarray(raw[ref]["steps_to_goal"], float)
+    for name, out in raw.items():
+        both = ok_ref & np.asarray(out["success"], bool)
+        ratio = np.asarray(out["steps_to_goal"], float)[both] / np.maximum(steps_ref[both], 1)
+        row = res["agents"][name]
+        row["paired_steps_vs_ref"] = float(ratio.mean()) if both.any() else float("nan")
+        row["paired_n"] = int(both.sum())
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--tasks", default="large,trap,maze32")
@@ -46,8 +62,9 @@ def main(argv=None):
             sseed = seed if args.stack_seed is None else args.stack_seed
             st, ds, _ = benchmark.get_stack(task, args.cache, seed=sseed, show=False)
             train_s = time.perf_counter() - t0
-            res, _ = benchmark.compare(task, benchmark.build_agents(task, names, st, ds),
-                                       seed, args.episodes, progress=False)
+            res, raw = benchmark.compare(task, benchmark.build_agents(task, names, st, ds),
+                                         seed, args.episodes, progress=False)
+            paired(res, raw)
             res["train_s"] = train_s
             res["stack_seed"] = sseed
             per_seed.append(res)

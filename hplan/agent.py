@@ -91,12 +91,17 @@ def step_scale(task: Task, stack: Stack, n_dirs: int = 8) -> float:
     return float(jnp.mean(jnp.linalg.norm(dz, axis=-1))) + 1e-6
 
 
+def _bank_index(data: Dataset, size: int, seed: int) -> np.ndarray:
+    n = data.pos.shape[0] * data.pos.shape[1]
+    return np.random.default_rng(seed).choice(n, min(size, n), replace=False)
+
+
 def make_bank(task: Task, stack: Stack, data: Dataset, size: int = 2048, seed: int = 0
               ) -> tuple[jax.Array, np.ndarray]:
     """`size` dataset states, encoded: (latents [size, d], positions [size, 2])."""
     pos = data.pos.reshape(-1, 2)
     obs = data.obs.reshape(-1, *data.obs.shape[2:]) if data.obs.size else None
-    idx = np.random.default_rng(seed).choice(len(pos), min(size, len(pos)), replace=False)
+    idx = _bank_index(data, size, seed)
     o = obs[idx] if obs is not None else observe(task, pos[idx])
     z = jax.jit(stack.model().encode)(jnp.asarray(o))
     return z, pos[idx]
@@ -285,32 +290,66 @@ def bank_graph(stack: Stack, bank: jax.Array, edge: float = GRAPH_EDGE,
     return np.minimum(dist, 1e4).astype(np.float32)
 
 
+def data_graph(task: Task, stack: Stack, data: Dataset, size: int = 2048, seed: int = 0,
+               max_link: float | None = None) -> np.ndarray:
+    """`bank_graph` with links from the dataset's own transitions instead of critic0 hops:
+    every dataset state snaps to its nearest bank state (in observation space when that is
+    a small vector, as for the critic's targets), and each observed transition between two
+    bank states links them. The data never crossed a wall, so neither does a path here; on
+    the 31x31 maze critic0 hops of even half a step crossed thin walls. Same bank as
+    `make_bank(task, stack, data, size, seed)`; unlinked pairs cost `1e4`."""
+    from hplan.critic import transition_graph
+
+    x = data.obs if data.obs.size else observe(task, data.pos)
+    if x.ndim != 3:  # pixels: snap in latent space, a few episodes at a time
+        enc = jax.jit(jax.vmap(stack.model().encode))
+        x = np.concatenate([np.asarray(enc(jnp.asarray(x[i: i + 64])))
+                            for i in range(0, len(x), 64)])
+    # Undirected: the level-0 MPC can drive any observed link back.
+    _, dist = transition_graph(x, _bank_index(data, size, seed), directed=False,
+                               max_link=max_link)
+    return np.minimum(dist, 1e4).astype(np.float32)
+
+
 def graph_selector(stack: Stack, bank: jax.Array, dist: np.ndarray,
                    reach: float, progress: float, ends: int = GRAPH_ENDS,
-                   edge: float = GRAPH_EDGE, commit: float = 0.0):
+                   edge: float = GRAPH_EDGE, commit: float = 0.0,
+                   snap_scale: float | None = None):
     """`select(z, zg, prev) -> (subgoal, index, n_critic)` from the bank graph
     (`bank_graph`).
 
     The current state and the goal join the graph through their `ends` latent-nearest
     bank states (hop cost: critic0, as in the graph; the critic-nearest always joins).
     Among all bank states `s`, pick the one minimising `D(z, s) + (1 + progress) D(s, g)`
-    subject to `D(z, s) <= reach`; the goal itself when it is within reach (through the
-    graph, or one hop by critic0). Index -1 is the goal. Critic calls: `2 * ends + 1`.
+    subject to `D(z, s) <= reach` (stretched to the nearest state closer to the goal when
+    none within reach is, and then only such states); the goal itself when it is within
+    reach (through the graph, or one hop by critic0). Index -1 is the goal. Critic calls:
+    `2 * ends + 1`.
     `commit > 0` adds `commit * D(prev, s)` when the previous subgoal `prev` is a bank
     state: hysteresis, so near-ties between routes (a ring) do not flip every selection.
+    `snap_scale` (the latent step scale): join through the latent-nearest bank state
+    instead (cost: latent distance in steps), with no critic calls, for graphs that do not
+    trust critic0 locally (`data_graph`): on the 31x31 maze critic0 puts a state ~1 step
+    from itself, so joins by it left no bank
+    state but the nearest within reach and the agent stalled there.
     """
     bank = jnp.asarray(bank, jnp.float32)
     dist = jnp.asarray(dist, jnp.float32)
     m = bank.shape[0]
-    e = min(ends, m)
+    # Snapping joins the latent-nearest bank state only: within 1.25 steps, a third of
+    # the 32 latent-nearest crossed a wall on the 31x31 maze, the nearest under 1%.
+    e = 1 if snap_scale is not None else min(ends, m)
     big = jnp.float32(1e4)
 
     def join(x, which):
         d2 = jnp.sum((bank - x) ** 2, -1)
-        _, near = jax.lax.top_k(-d2, e)
-        xx = jnp.broadcast_to(x, (e, x.shape[0]))
-        c = (stack.critic(0)(xx, bank[near]) if which == 0
-             else stack.critic(0)(bank[near], xx))
+        neg, near = jax.lax.top_k(-d2, e)
+        if snap_scale is not None:
+            c = jnp.sqrt(jnp.maximum(-neg, 0.0)) / snap_scale
+        else:
+            xx = jnp.broadcast_to(x, (e, x.shape[0]))
+            c = (stack.critic(0)(xx, bank[near]) if which == 0
+                 else stack.critic(0)(bank[near], xx))
         c = jnp.where((c <= edge) | (c <= jnp.min(c)), c, big)
         return near, c
 
@@ -319,17 +358,33 @@ def graph_selector(stack: Stack, bank: jax.Array, dist: np.ndarray,
         n_out, c_out = join(zg, 1)
         from_z = jnp.min(c_in[:, None] + dist[n_in], 0)  # [M]
         to_g = jnp.min(dist[:, n_out] + c_out[None], 1)  # [M]
-        direct = stack.critic(0)(z, zg)
+        direct = (costs.safe_norm(z - zg) / snap_scale if snap_scale is not None
+                  else stack.critic(0)(z, zg))
         d_goal = jnp.minimum(jnp.min(from_z[n_out] + c_out),
                              jnp.where(direct <= edge, direct, big))
-        score = from_z + (1.0 + progress) * to_g + 1e3 * jax.nn.relu(from_z - reach)
+        # When no bank state within `reach` is nearer the goal than the agent itself (long
+        # graph links where the bank is sparse), stretch the reach to the nearest that is:
+        # otherwise the agent would be handed the state it already stands on, forever.
+        # Candidates must also make progress when one can: a long graph link (past a wall
+        # corner) can make staying put score best.
+        here = jnp.min(from_z + to_g)
+        gains = to_g < here - 0.5
+        ahead = jnp.min(jnp.where(gains, from_z, big))
+        r = jnp.maximum(reach, jnp.minimum(ahead, 4.0 * reach))
+        stall = jnp.any(gains & (from_z <= r)) & ~gains
+        score = (from_z + (1.0 + progress) * to_g + 1e3 * jax.nn.relu(from_z - r)
+                 + jnp.where(stall, 1e3, 0.0))
         if commit > 0 and prev is not None:
-            score = score + jnp.where(prev >= 0, commit * dist[jnp.maximum(prev, 0)], 0.0)
+            # No hysteresis once the previous subgoal is reached (within half a step):
+            # it would keep handing the agent the state it stands on.
+            pi = jnp.maximum(prev, 0)
+            held = (prev >= 0) & (from_z[pi] > 0.5)
+            score = score + jnp.where(held, commit * dist[pi], 0.0)
         i = jnp.argmin(score)
-        goal = d_goal <= reach
+        goal = d_goal <= r
         sub = jnp.where(goal, zg, bank[i])
         idx = jnp.where(goal, -1, i).astype(jnp.int32)
-        return sub, idx, jnp.int32(2 * e + 1)
+        return sub, idx, jnp.int32(0 if snap_scale is not None else 2 * e + 1)
 
     return select
 
@@ -362,7 +417,7 @@ def macro_selector(stack: Stack, cfg: AgentConfig, scale: float, level: int | No
 def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
                  planner: P.Planner | None = None, config: AgentConfig | None = None,
                  top: str | None = None, scale: float | None = None,
-                 graph: bool = True) -> Policy:
+                 graph: bool = True, dist: np.ndarray | None = None) -> Policy:
     """Subgoal selection on top, level-0 MPC (with critic0 cost, `critic_on`) below.
 
     `top="critic"` needs `bank` (latents [M, d], e.g. from `make_bank`); `top="macro"`
@@ -371,7 +426,9 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
     way to it, both from the same bank graph; `top="critic+macro"` (three layers) needs both:
     the critic selector picks a far subgoal (`far_reach`, every `far_replan` steps), CEM
     over level-1 macro-actions aims at it and hands its first predicted latent to level 0.
-    `config` defaults to `HIER_DEFAULT` (the values of `agents/hier-2.toml`).
+    `config` defaults to `HIER_DEFAULT` (the values of `agents/hier-2.toml`). `dist`: the
+    bank graph's distances (`data_graph`), joined by latent distance (no critic calls);
+    default `bank_graph` (critic0 hops), joined by critic0.
 
     With `config.reached = 0` the selection schedule depends only on
     the step counter, which stays unbatched under `vmap` over episodes, so `lax.cond`
@@ -391,11 +448,13 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
                              "pass bank=make_bank(task, stack, data, size)[0]")
         r = cfg.far_reach if three else cfg.reach
         if graph:
-            dist = bank_graph(stack, bank)
-            choose = graph_selector(stack, bank, dist, r, cfg.progress, commit=cfg.commit)
+            snap = None if dist is None else scale  # a data graph: join by latent distance
+            dist = bank_graph(stack, bank) if dist is None else dist
+            choose = graph_selector(stack, bank, dist, r, cfg.progress, commit=cfg.commit,
+                                    snap_scale=snap)
             if cfg.top == "critic+critic":  # the middle layer: same graph, towards the far one
                 choose_near = graph_selector(stack, bank, dist, cfg.reach, cfg.progress,
-                                             commit=cfg.commit)
+                                             commit=cfg.commit, snap_scale=snap)
         elif cfg.top == "critic+critic":
             raise ValueError("top='critic+critic' searches the bank graph. Fix: graph=True")
         else:
@@ -476,11 +535,24 @@ def needs_bank(cfg: AgentConfig) -> bool:
 
 
 def build(cfg: AgentConfig, task: Task, stack: Stack, bank: jax.Array | None = None,
-          scale: float | None = None) -> Policy:
+          scale: float | None = None, dist: np.ndarray | None = None) -> Policy:
     """The policy an agent definition describes."""
     if cfg.kind == "flat":
         return flat_learned(task, stack, config=cfg, scale=scale)
-    return hierarchical(task, stack, bank, config=cfg, scale=scale)
+    return hierarchical(task, stack, bank, config=cfg, scale=scale, dist=dist)
+
+
+def bank_for(cfg: AgentConfig, task: Task, stack: Stack, data: Dataset | None, seed: int = 0
+             ) -> tuple[jax.Array | None, np.ndarray | None]:
+    """(bank, graph distances or None) for `build`; (None, None) for agents without one."""
+    if not needs_bank(cfg):
+        return None, None
+    if data is None:
+        raise ValueError(f"agent {cfg.name!r} selects subgoals from a bank of dataset "
+                         "states. Fix: pass the task's offline data (hplan collect)")
+    bank = make_bank(task, stack, data, cfg.bank, seed)[0]
+    dist = data_graph(task, stack, data, cfg.bank, seed) if cfg.edges == "data" else None
+    return bank, dist
 
 
 def make(agent: str | AgentConfig, task: Task, stack: Stack, data: Dataset | None = None,
@@ -489,13 +561,8 @@ def make(agent: str | AgentConfig, task: Task, stack: Stack, data: Dataset | Non
     from hplan.agents import load_agent
 
     cfg = agent if isinstance(agent, AgentConfig) else load_agent(agent)
-    bank = None
-    if needs_bank(cfg):
-        if data is None:
-            raise ValueError(f"agent {cfg.name!r} selects subgoals from a bank of dataset "
-                             "states. Fix: pass the task's offline data (hplan collect)")
-        bank = make_bank(task, stack, data, cfg.bank, seed)[0]
-    return build(cfg, task, stack, bank), cfg
+    bank, dist = bank_for(cfg, task, stack, data, seed)
+    return build(cfg, task, stack, bank, dist=dist), cfg
 
 
 # -- evaluation with compute accounting --------------------------------------------------

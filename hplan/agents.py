@@ -20,6 +20,7 @@ KINDS = ("flat", "hier")
 PLANNERS = ("gradient", "cem", "mppi", "hybrid")
 TOPS = ("critic", "macro", "critic+macro", "critic+critic")
 CRITIC_ON = ("terminal", "path")
+EDGES = ("critic", "data")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,9 @@ class AgentConfig:
     # "critic+critic": three layers, a far graph subgoal, then a near one on the way to it
     top: str = "critic"
     bank: int = 2048  # encoded dataset states the selector chooses among
+    # bank graph links: "critic" (short critic0 hops) or "data" (the transitions the
+    # dataset itself made between bank states: never through a wall, however the critic errs)
+    edges: str = "critic"
     candidates: int = 0  # score only this many latent-nearest bank states (0: all)
     reach: float = 5.0  # max critic0 cost-to-go (base steps) to a chosen subgoal
     progress: float = 0.5  # extra weight on the subgoal's cost-to-go to the goal
@@ -77,6 +81,7 @@ class AgentConfig:
             (self.top in TOPS, "top", f"top={self.top!r}", f"use one of {TOPS}"),
             (self.critic_on in CRITIC_ON, "critic_on", f"critic_on={self.critic_on!r}",
              f"use one of {CRITIC_ON}"),
+            (self.edges in EDGES, "edges", f"edges={self.edges!r}", f"use one of {EDGES}"),
         ]
         for key in ("horizon", "iters", "restarts", "samples", "elites", "bank", "replan",
                     "far_replan", "top_horizon", "top_samples", "top_elites", "top_iters"):

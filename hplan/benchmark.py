@@ -161,7 +161,6 @@ def build_agents(task: Task, names: list[str], stack, data) -> dict[str, tuple]:
 
     known = ["flat-true", *agents.available()]
     out = {}
-    bank = None
     for name in names:
         if name == "flat-true":
             cfg = agents.load_agent("flat-mpc")  # same budget as the learned flat agent
@@ -174,9 +173,8 @@ def build_agents(task: Task, names: list[str], stack, data) -> dict[str, tuple]:
             raise ValueError(f"unknown agent {name!r}. Known: {', '.join(known)}. "
                              "Fix: pick from these or add agents/NAME.toml")
         cfg = agents.load_agent(name)
-        if cfg.kind == "hier" and bank is None:
-            bank = agent.make_bank(task, stack, data, size=cfg.bank)[0]
-        out[name] = (agent.build(cfg, task, stack, bank), agent.make_evaluate)
+        bank, dist = agent.bank_for(cfg, task, stack, data)
+        out[name] = (agent.build(cfg, task, stack, bank, dist=dist), agent.make_evaluate)
     return out
 
 

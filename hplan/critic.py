@@ -114,13 +114,25 @@ def graph_distances(z: np.ndarray, n_nodes: int, seed: int = 0):
     respected and separate trajectories are stitched where they pass the same node.
     Returns (node id per state [N, T+1], distances [n_nodes, n_nodes] in steps).
     """
+    n, t1, _ = z.shape
+    rng = np.random.default_rng(seed)
+    ids, dist = transition_graph(z, rng.choice(n * t1, min(n_nodes, n * t1), replace=False))
+    finite = np.isfinite(dist)
+    dist[~finite] = dist[finite].max() + 1
+    return ids, dist
+
+
+def transition_graph(z: np.ndarray, node_idx: np.ndarray, directed: bool = True,
+                     max_link: float | None = None):
+    """`graph_distances` over given nodes (flat indices into `z` [N, T+1, d]); pairs the
+    data never joins are `inf`; `max_link` (steps) drops longer links."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import shortest_path
 
+    z = np.asarray(z)
     n, t1, d = z.shape
     flat = z.reshape(-1, d)
-    rng = np.random.default_rng(seed)
-    nodes = flat[rng.choice(len(flat), min(n_nodes, len(flat)), replace=False)]
+    nodes = flat[np.asarray(node_idx)]
     nj = jnp.asarray(nodes)
     sq = jnp.sum(nj**2, -1)
 
@@ -131,23 +143,26 @@ def graph_distances(z: np.ndarray, n_nodes: int, seed: int = 0):
     ids = np.concatenate([np.asarray(nearest(jnp.asarray(flat[i: i + 16384])))
                           for i in range(0, len(flat), 16384)]).reshape(n, t1)
     src, dst = ids[:, :-1].ravel(), ids[:, 1:].ravel()
+    # A node that duplicates another state (an agent pinned at a wall) snaps to that one:
+    # link the two, or it would sit alone.
+    self_id = ids.reshape(-1)[np.asarray(node_idx)]
+    src = np.concatenate([src, np.arange(len(self_id))])
+    dst = np.concatenate([dst, self_id])
     keep = src != dst
     src, dst = src[keep], dst[keep]
     # Edge length: distance between the two nodes, in units of a full-speed step (the
     # 95th percentile of the data's own per-step displacement). Hop counts would make
     # every edge cost the same, however far apart its nodes are.
-    step = np.percentile(np.linalg.norm(np.diff(z, axis=1), axis=-1), 95)
-    length = np.linalg.norm(nodes[src] - nodes[dst], axis=-1) / max(step, 1e-8)
-    g = coo_matrix((np.maximum(length, 1e-3), (src, dst)), shape=(len(nodes),) * 2).tocsr()
-    g.sum_duplicates()
-    # Duplicate edges were summed; restore their single length.
+    step = max(np.percentile(np.linalg.norm(np.diff(z, axis=1), axis=-1), 95), 1e-8)
+    g = coo_matrix((np.ones(len(src)), (src, dst)), shape=(len(nodes),) * 2).tocsr()
+    g.sum_duplicates()  # one edge per observed node pair; its length is set below
     g.data = np.maximum(np.linalg.norm(
         nodes[np.repeat(np.arange(len(nodes)), np.diff(g.indptr))] - nodes[g.indices],
-        axis=-1) / max(step, 1e-8), 1e-3)
-    dist = shortest_path(g, method="D", directed=True)
-    finite = np.isfinite(dist)
-    dist[~finite] = dist[finite].max() + 1
-    return ids, dist.astype(np.float32)
+        axis=-1) / step, 1e-3)
+    if max_link is not None:  # long links join sparse nodes past wall corners
+        g.data[g.data > max_link] = 0.0
+        g.eliminate_zeros()
+    return ids, shortest_path(g, method="D", directed=directed).astype(np.float32)
 
 
 def make_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: np.ndarray,

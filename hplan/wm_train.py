@@ -26,6 +26,7 @@ class TrainConfig:
     steps: int = 8000
     batch: int = 256
     lr: float = 1e-3
+    lr_final: float = 1.0  # cosine decay of the rate to lr * lr_final over `steps` (1: constant)
     rollout: tuple[int, ...] = (8, 3)  # prediction steps per level (in that level's strides)
     anti_collapse: str = "vicreg"
     var_weight: float = 1.0
@@ -124,7 +125,9 @@ def make_loss(graphdef, wm: WMConfig, tc: TrainConfig):
 
 def init_state(model: WorldModel, tc: TrainConfig):
     graphdef, params = nnx.split(model)
-    opt = optax.adamw(tc.lr, weight_decay=1e-5)
+    lr = (tc.lr if tc.lr_final == 1.0
+          else optax.cosine_decay_schedule(tc.lr, tc.steps, alpha=tc.lr_final))
+    opt = optax.adamw(lr, weight_decay=1e-5)
     state = {"params": params, "target": params, "opt": opt.init(params),
              "step": jnp.int32(0)}
     return graphdef, opt, state

@@ -23,10 +23,14 @@ LOW = dict(horizon=8, iters=6, restarts=4, running=0.1, terminal=0.0, use_critic
 HIER = AgentConfig(kind="hier", bank=512, reached=0.0, **LOW)
 
 
+def _rooms_data(task):
+    return data.collect(task, jax.random.key(0), episodes=512, steps=32)
+
+
 @pytest.fixture(scope="module")
 def rooms():
     task = tasks.load("two-rooms")
-    ds = data.collect(task, jax.random.key(0), episodes=512, steps=32)
+    ds = _rooms_data(task)
     st = stack.train(task, ds, None, WM, TC, CC, show=False)
     bank, bank_pos = agent.make_bank(task, st, ds, HIER.bank)
     return task, st, bank, bank_pos, agent.step_scale(task, st)
@@ -278,7 +282,7 @@ def test_path_critic_is_counted_per_rollout_step_and_prefers_arriving_early(room
 
 
 def test_selector_hysteresis_keeps_a_reachable_previous_subgoal(rooms):
-    task, st, bank, _, _ = rooms
+    task, st, bank, bank_pos, _ = rooms
     dist = agent.bank_graph(st, bank)
     model = st.model()
     z = model.encode(task.env.observe(jnp.array([4.5, 1.5])))
@@ -287,8 +291,11 @@ def test_selector_hysteresis_keeps_a_reachable_previous_subgoal(rooms):
     sticky = agent.graph_selector(st, bank, dist, reach=3.0, progress=0.5, commit=100.0)
     best = int(free(z, zg)[1])
     assert best >= 0
-    # Another bank state within reach, but a worse choice: only hysteresis keeps it.
-    near = np.argsort(np.sum((np.asarray(bank) - np.asarray(z)) ** 2, -1))[:6]
+    # Another bank state within reach, not yet reached and on the way (a step or so
+    # towards the goal), but a worse choice: only hysteresis keeps it.
+    off = bank_pos - np.array([4.5, 1.5])
+    near = np.where((np.linalg.norm(off, axis=-1) > 0.5) & (np.linalg.norm(off, axis=-1) < 1.0)
+                    & (off[:, 1] > 0.3))[0]
     other = next(int(i) for i in near if i != best)
     assert int(free(z, zg, jnp.int32(other))[1]) == best  # commit = 0: prev is ignored
     assert int(sticky(z, zg, jnp.int32(other))[1]) == other
@@ -310,3 +317,43 @@ def test_three_layers_over_the_bank_graph_reach_towards_the_goal(rooms):
     pos, goal = np.asarray(out["positions"]), np.asarray(out["goal"])
     d0, d_end = _bfs(task, pos[:, 0], goal), _bfs(task, pos[:, -1], goal)
     assert d_end.mean() < 0.8 * d0.mean()
+
+
+def test_data_graph_links_only_what_the_data_travelled(rooms):
+    task, st, _, bank_pos, _ = rooms
+    ds = _rooms_data(task)  # the fixture's data (collection is deterministic)
+    dist = agent.data_graph(task, st, ds, HIER.bank)
+    assert dist.shape == (HIER.bank, HIER.bank) and np.all(np.diag(dist) == 0)
+    assert np.mean(dist < 1e4) > 0.99  # one component: the data covers both rooms
+    step = np.percentile(np.linalg.norm(np.diff(ds.pos, axis=1), axis=-1), 95)
+    cells = dist * step  # graph length in cells
+    bfs = _bfs(task, bank_pos[:, None], bank_pos[None])
+    straight = np.linalg.norm(bank_pos[:, None] - bank_pos[None], axis=-1)
+    # Pairs on the two sides of the wall, close in a straight line: through the door only.
+    ok = dist < 1e4
+    across = (straight < 2.0) & (bfs >= 6) & ok
+    assert across.sum() > 20
+    # (the corner of the door can make the true detour as short as ~1.7 cells extra)
+    assert np.all(cells[across] >= straight[across] + 1.0)
+    # and the graph ranks pairs like the true shortest paths do
+    r = np.corrcoef(np.argsort(np.argsort(cells[ok])), np.argsort(np.argsort(bfs[ok])))[0, 1]
+    assert r > 0.9
+
+
+def test_bad_edges_value_names_the_choices():
+    with pytest.raises(ValueError, match="edges='graph'.*critic.*data"):
+        AgentConfig(edges="graph")
+
+
+def test_graph_selector_never_hands_back_the_state_the_agent_stands_on():
+    # A chain of bank states 3 steps apart: none but the agent's own within reach 2.
+    bank = jnp.stack([jnp.arange(11.0), jnp.zeros(11)], -1)
+    hops = np.abs(np.arange(11)[:, None] - np.arange(11)[None]).astype(np.float32) * 3.0
+    pick = agent.graph_selector(None, bank, hops, reach=2.0, progress=0.5, snap_scale=1.0,
+                                commit=100.0)
+    z, zg = bank[0], bank[10]
+    assert int(pick(z, zg)[1]) == 1  # the reach stretches to the next state on the way
+    # hysteresis lets go of a previous subgoal once it is reached
+    assert int(pick(z, zg, jnp.int32(0))[1]) == 1
+    # and the goal within (stretched) reach is the goal itself
+    assert int(pick(bank[9], zg)[1]) == -1
