@@ -49,6 +49,11 @@ def main(argv=None):
     p.add_argument("--stack-seed", type=int, default=None,
                    help="train one stack with this seed and evaluate every --seeds on it "
                         "(default: each evaluation seed trains its own stack)")
+    p.add_argument("--wm-steps", type=int, default=8000)
+    p.add_argument("--lr-final", type=float, default=1.0,
+                   help="world-model rate decays (cosine) to lr * this; 1: constant")
+    p.add_argument("--critic-steps", type=int, default=20000)
+    p.add_argument("--critic-nodes", type=int, default=None)
     p.add_argument("--cache", default="out/cache")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
@@ -60,7 +65,10 @@ def main(argv=None):
         for seed in map(int, args.seeds.split(",")):
             t0 = time.perf_counter()
             sseed = seed if args.stack_seed is None else args.stack_seed
-            st, ds, _ = benchmark.get_stack(task, args.cache, seed=sseed, show=False)
+            st, ds, _ = benchmark.get_stack(
+                task, args.cache, wm_steps=args.wm_steps, critic_steps=args.critic_steps,
+                seed=sseed, show=False, lr_final=args.lr_final,
+                critic_nodes=args.critic_nodes)
             train_s = time.perf_counter() - t0
             res, raw = benchmark.compare(task, benchmark.build_agents(task, names, st, ds),
                                          seed, args.episodes, progress=False)
@@ -81,6 +89,10 @@ def main(argv=None):
         # Written after every task, so a run cut short keeps what it finished.
         out = write("hierarchy", {"episodes": args.episodes, "seeds": args.seeds,
                                   "stack_seed": args.stack_seed,
+                                  "training": {"wm_steps": args.wm_steps,
+                                               "lr_final": args.lr_final,
+                                               "critic_steps": args.critic_steps,
+                                               "critic_nodes": args.critic_nodes},
                                   "results": results}, args.out)
         print(f"wrote {out}")
 

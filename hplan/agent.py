@@ -11,8 +11,9 @@ here, which also reports compute) runs whole episodes under one jit.
   MPC. `top="critic"` picks, from a bank of encoded dataset states, the subgoal that
   minimises `D(z, s) + (1 + progress) D(s, g)` subject to `D(z, s) <= reach`, where `D`
   is the shortest path over a graph of short critic0 hops between bank states (search on
-  the replay buffer, `bank_graph`; `graph=False`: the critics directly, `V_top` for the
-  score and `V_0(z, s) <= reach`);
+  the replay buffer, `bank_graph`; or, with `edges = "data"`, over the transitions the
+  dataset itself made between bank states, `data_graph`; `graph=False`: the critics
+  directly, `V_top` for the score and `V_0(z, s) <= reach`);
   `top="macro"` plans the top level's macro-actions with CEM and takes the first
   predicted latent (HWM style). The subgoal is re-selected every `replan` steps, or once
   reached (within `reached` latent steps; `reached = 0` turns this trigger off, see

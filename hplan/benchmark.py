@@ -127,8 +127,12 @@ def layout_task(path: str, start=None, goal=None, min_distance: int | None = Non
 
 
 def get_stack(task: Task, cache: str, episodes: int = 4096, wm_steps: int = 8000,
-              critic_steps: int = 20000, seed: int = 0, show: bool = True):
-    """Reuse the cached stack for this layout, or collect data and train one."""
+              critic_steps: int = 20000, seed: int = 0, show: bool = True,
+              lr_final: float = 1.0, critic_nodes: int | None = None):
+    """Reuse the cached stack for this layout, or collect data and train one.
+
+    `lr_final < 1` decays the world model's rate (cosine) and `critic_nodes` sets the
+    critic's graph size; both are in the cache name when not the defaults."""
     import dataclasses
     from pathlib import Path
 
@@ -137,8 +141,13 @@ def get_stack(task: Task, cache: str, episodes: int = 4096, wm_steps: int = 8000
     from hplan.models import WMConfig
 
     wm = WMConfig()
+    cc = dataclasses.replace(critic.CriticConfig(), steps=critic_steps, seed=seed)
+    if critic_nodes is not None:
+        cc = dataclasses.replace(cc, nodes=critic_nodes)
+    extra = (f"-lr{lr_final:g}" if lr_final != 1.0 else "") + (
+        f"-n{cc.nodes}" if critic_nodes is not None else "")
     out = Path(cache) / (f"{task.name}-{layout_hash(task)}-s{seed}-{wm_steps}-{critic_steps}"
-                         f"-h{wm.hidden}")
+                         f"-h{wm.hidden}{extra}")
     if (out / "metrics.json").is_file():
         st = stack.load(out, task)
         return st, data.load(out / "data", task), out
@@ -147,8 +156,8 @@ def get_stack(task: Task, cache: str, episodes: int = 4096, wm_steps: int = 8000
     else:
         ds = data.collect(task, jax.random.key(seed), episodes, 64)
         data.save(ds, out / "data")
-    tc = dataclasses.replace(wm_train.TrainConfig(), steps=wm_steps, seed=seed)
-    cc = dataclasses.replace(critic.CriticConfig(), steps=critic_steps, seed=seed)
+    tc = dataclasses.replace(wm_train.TrainConfig(), steps=wm_steps, seed=seed,
+                             lr_final=lr_final)
     return stack.train(task, ds, out, wm, tc, cc, show=show), ds, out
 
 

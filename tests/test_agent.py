@@ -71,6 +71,7 @@ def test_shipped_agents_load_and_bad_files_point_at_the_line(tmp_path):
     assert load_agent("hier-2").kind == "hier" and load_agent("flat-mpc-critic").use_critic
     assert load_agent("hier-3").top == "critic+critic"
     assert load_agent("hier-3-macro").top == "critic+macro"
+    assert load_agent("hier-3-data").edges == load_agent("hier-2-data").edges == "data"
     assert load_agent("flat-mpc-critic").critic_on == load_agent("hier-2").critic_on == "path"
     # `hierarchical`'s default is the shipped hier-2 definition.
     assert dataclasses.replace(load_agent("hier-2"), description="") == agent.HIER_DEFAULT
