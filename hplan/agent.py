@@ -291,8 +291,8 @@ def bank_graph(stack: Stack, bank: jax.Array, edge: float = GRAPH_EDGE,
     return np.minimum(dist, 1e4).astype(np.float32)
 
 
-def data_graph(task: Task, stack: Stack, data: Dataset, size: int = 2048, seed: int = 0,
-               max_link: float | None = None) -> np.ndarray:
+def data_graph(task: Task, stack: Stack, data: Dataset, size: int = 2048, seed: int = 0
+               ) -> np.ndarray:
     """`bank_graph` with links from the dataset's own transitions instead of critic0 hops:
     every dataset state snaps to its nearest bank state (in observation space when that is
     a small vector, as for the critic's targets), and each observed transition between two
@@ -303,12 +303,11 @@ def data_graph(task: Task, stack: Stack, data: Dataset, size: int = 2048, seed: 
 
     x = data.obs if data.obs.size else observe(task, data.pos)
     if x.ndim != 3:  # pixels: snap in latent space, a few episodes at a time
-        enc = jax.jit(jax.vmap(stack.model().encode))
+        enc = jax.jit(stack.model().encode)
         x = np.concatenate([np.asarray(enc(jnp.asarray(x[i: i + 64])))
                             for i in range(0, len(x), 64)])
     # Undirected: the level-0 MPC can drive any observed link back.
-    _, dist = transition_graph(x, _bank_index(data, size, seed), directed=False,
-                               max_link=max_link)
+    _, dist = transition_graph(x, _bank_index(data, size, seed), directed=False)
     return np.minimum(dist, 1e4).astype(np.float32)
 
 
@@ -331,8 +330,8 @@ def graph_selector(stack: Stack, bank: jax.Array, dist: np.ndarray,
     `snap_scale` (the latent step scale): join through the latent-nearest bank state
     instead (cost: latent distance in steps), with no critic calls, for graphs that do not
     trust critic0 locally (`data_graph`): on the 31x31 maze critic0 puts a state ~1 step
-    from itself, so joins by it left no bank
-    state but the nearest within reach and the agent stalled there.
+    from itself, so joins by it left no bank state but the nearest within reach and the
+    agent stalled there.
     """
     bank = jnp.asarray(bank, jnp.float32)
     dist = jnp.asarray(dist, jnp.float32)

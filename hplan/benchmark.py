@@ -169,7 +169,7 @@ def build_agents(task: Task, names: list[str], stack, data) -> dict[str, tuple]:
     from hplan import planners as P
 
     known = ["flat-true", *agents.available()]
-    out = {}
+    out, banks = {}, {}
     for name in names:
         if name == "flat-true":
             cfg = agents.load_agent("flat-mpc")  # same budget as the learned flat agent
@@ -182,7 +182,10 @@ def build_agents(task: Task, names: list[str], stack, data) -> dict[str, tuple]:
             raise ValueError(f"unknown agent {name!r}. Known: {', '.join(known)}. "
                              "Fix: pick from these or add agents/NAME.toml")
         cfg = agents.load_agent(name)
-        bank, dist = agent.bank_for(cfg, task, stack, data)
+        key = (cfg.bank, cfg.edges) if agent.needs_bank(cfg) else None
+        if key not in banks:  # agents with the same bank share it (and its graph)
+            banks[key] = agent.bank_for(cfg, task, stack, data)
+        bank, dist = banks[key]
         out[name] = (agent.build(cfg, task, stack, bank, dist=dist), agent.make_evaluate)
     return out
 

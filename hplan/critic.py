@@ -122,10 +122,9 @@ def graph_distances(z: np.ndarray, n_nodes: int, seed: int = 0):
     return ids, dist
 
 
-def transition_graph(z: np.ndarray, node_idx: np.ndarray, directed: bool = True,
-                     max_link: float | None = None):
+def transition_graph(z: np.ndarray, node_idx: np.ndarray, directed: bool = True):
     """`graph_distances` over given nodes (flat indices into `z` [N, T+1, d]); pairs the
-    data never joins are `inf`; `max_link` (steps) drops longer links."""
+    data never joins are `inf`."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import shortest_path
 
@@ -159,9 +158,6 @@ def transition_graph(z: np.ndarray, node_idx: np.ndarray, directed: bool = True,
     g.data = np.maximum(np.linalg.norm(
         nodes[np.repeat(np.arange(len(nodes)), np.diff(g.indptr))] - nodes[g.indices],
         axis=-1) / step, 1e-3)
-    if max_link is not None:  # long links join sparse nodes past wall corners
-        g.data[g.data > max_link] = 0.0
-        g.eliminate_zeros()
     return ids, shortest_path(g, method="D", directed=directed).astype(np.float32)
 
 
