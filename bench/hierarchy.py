@@ -19,7 +19,7 @@ if __package__ in (None, ""):
 import numpy as np
 
 from bench.common import write
-from hplan import benchmark, tasks
+from hplan import benchmark, tasks, wm_train
 
 AGENTS = "flat-true,flat-mpc,flat-mpc-critic,hier-2,hier-3"
 
@@ -50,14 +50,17 @@ def main(argv=None):
                    help="train one stack with this seed and evaluate every --seeds on it "
                         "(default: each evaluation seed trains its own stack)")
     p.add_argument("--wm-steps", type=int, default=8000)
-    p.add_argument("--lr-final", type=float, default=1.0,
-                   help="world-model rate decays (cosine) to lr * this; 1: constant")
+    p.add_argument("--lr-final", type=float, default=None,
+                   help="world-model rate decays (cosine) to lr * this; 1: constant "
+                        "(default: TrainConfig's)")
     p.add_argument("--critic-steps", type=int, default=20000)
     p.add_argument("--critic-nodes", type=int, default=None)
     p.add_argument("--cache", default="out/cache")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     names = args.agents.split(",")
+    if args.lr_final is None:
+        args.lr_final = wm_train.TrainConfig().lr_final
     results = {}
     for tname in args.tasks.split(","):
         task = tasks.load(tname)

@@ -128,11 +128,12 @@ def layout_task(path: str, start=None, goal=None, min_distance: int | None = Non
 
 def get_stack(task: Task, cache: str, episodes: int = 4096, wm_steps: int = 8000,
               critic_steps: int = 20000, seed: int = 0, show: bool = True,
-              lr_final: float = 1.0, critic_nodes: int | None = None):
+              lr_final: float | None = None, critic_nodes: int | None = None):
     """Reuse the cached stack for this layout, or collect data and train one.
 
-    `lr_final < 1` decays the world model's rate (cosine) and `critic_nodes` sets the
-    critic's graph size; both are in the cache name when not the defaults."""
+    `lr_final` (default: `TrainConfig`'s) is where the world model's cosine-decayed rate
+    ends, as a fraction of the initial rate (1: constant); it is in the cache name unless
+    1, and `critic_nodes` (the critic's graph size) unless left at the default."""
     import dataclasses
     from pathlib import Path
 
@@ -141,6 +142,8 @@ def get_stack(task: Task, cache: str, episodes: int = 4096, wm_steps: int = 8000
     from hplan.models import WMConfig
 
     wm = WMConfig()
+    if lr_final is None:
+        lr_final = wm_train.TrainConfig().lr_final
     cc = dataclasses.replace(critic.CriticConfig(), steps=critic_steps, seed=seed)
     if critic_nodes is not None:
         cc = dataclasses.replace(cc, nodes=critic_nodes)
