@@ -42,6 +42,9 @@ class TrainConfig:
     def __post_init__(self):
         if self.anti_collapse not in ANTI_COLLAPSE:
             raise ValueError(f"anti_collapse={self.anti_collapse!r}; use one of {ANTI_COLLAPSE}")
+        if not 0.0 <= self.lr_final <= 1.0:
+            raise ValueError(f"lr_final={self.lr_final!r} is a fraction of lr. Fix: use a "
+                             "number in [0, 1] (1: constant rate)")
 
 
 def span(wm: WMConfig, tc: TrainConfig) -> int:

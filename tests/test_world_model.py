@@ -111,6 +111,23 @@ def test_bad_inputs_are_caught_before_training(tmp_path, task, ds):
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+def test_rate_decays_to_lr_final_and_bad_lr_final_is_refused():
+    model = wm_train.build_model((2,), 2, WM, 0)
+    for lr_final in (0.05, 1.0):
+        tc = dataclasses.replace(TC, lr_final=lr_final)
+        graph, opt, state = wm_train.init_state(model, tc)
+        # One adam update on a unit gradient moves each parameter by about the rate.
+        ones = jax.tree.map(jnp.ones_like, state["params"])
+        update = jax.jit(lambda o, g, p, opt=opt: opt.update(g, o, p))
+        upd, opt_state = None, state["opt"]
+        for _ in range(tc.steps):  # advance the schedule's count to the end
+            upd, opt_state = update(opt_state, ones, state["params"])
+        step = float(jnp.abs(jax.tree.leaves(upd)[0]).max())
+        assert step == pytest.approx(tc.lr * lr_final, rel=0.05)
+    with pytest.raises(ValueError, match="lr_final=1.5"):
+        dataclasses.replace(TC, lr_final=1.5)
+
+
 def test_latent_variable_interface_on_slip_maze():
     spec = dataclasses.replace(tasks.load("open").spec, slip_prob=0.3)
     t = tasks.build(spec)
