@@ -17,7 +17,8 @@ here, which also reports compute) runs whole episodes under one jit.
   `top="macro"` plans the top level's macro-actions with CEM and takes the first
   predicted latent (HWM style). The subgoal is re-selected every `replan` steps, or once
   reached (within `reached` latent steps; `reached = 0` turns this trigger off, see
-  `hierarchical`).
+  `hierarchical`), or, over the bank graph, once judged unreachable: no step of progress
+  towards the target in `patience` steps bans the subgoal's graph neighbourhood.
 
 Compute is counted in the agent state per control step: `n_evals` (planner cost
 evaluations; a value-and-grad counts one), `n_model` (predictor calls at any level, a
@@ -59,6 +60,10 @@ class AgentState(NamedTuple):
     far: jax.Array  # [d] three layers: the far (critic) subgoal the middle layer aims at
     far_idx: jax.Array  # its bank index (-1: the goal)
     far_since: jax.Array  # control steps since the far subgoal was selected
+    best: jax.Array  # graph selectors: least graph distance to the target since the last reset
+    stuck: jax.Array  # control steps without cutting `best` by a step
+    ban_idx: jax.Array  # bank state whose graph neighbourhood may not be a subgoal (-1: none)
+    ban_left: jax.Array  # control steps the ban still holds
     t: jax.Array  # control steps taken
     cost: jax.Array  # low-level planned cost at the last control step
     n_evals: jax.Array  # planner cost evaluations at the last control step
@@ -170,13 +175,14 @@ def _initial(task: Task, stack: Stack, cfg: AgentConfig, key: jax.Array, state: 
     return AgentState(plan=jnp.zeros((cfg.horizon, task.env.action_size), jnp.float32),
                       top_plan=jnp.zeros(top_shape, jnp.float32), key=key, subgoal=zg,
                       subgoal_idx=jnp.int32(-1), since=zero, far=zg, far_idx=jnp.int32(-1),
-                      far_since=zero, t=zero,
+                      far_since=zero, best=jnp.float32(jnp.inf), stuck=zero,
+                      ban_idx=jnp.int32(-1), ban_left=zero, t=zero,
                       cost=jnp.float32(jnp.inf), n_evals=zero, n_model=zero, n_critic=zero)
 
 
 HIER_DEFAULT = AgentConfig(name="hier-2", kind="hier", horizon=8, running=0.1, terminal=0.0,
                            use_critic=True, critic_on="path", reached=0.0, bank=4096,
-                           reach=2.0, replan=1, commit=0.5)
+                           reach=2.0, replan=1, commit=0.5, patience=8)
 
 
 # -- agents ------------------------------------------------------------------------------
@@ -213,7 +219,7 @@ def flat_learned(task: Task, stack: Stack, planner: P.Planner | None = None,
 
 def critic_selector(stack: Stack, bank: jax.Array, reach: float, progress: float,
                     candidates: int = 0):
-    """`select(z, zg) -> (subgoal, index, n_critic)` over `bank` plus the goal itself.
+    """`select(z, zg) -> (subgoal, index, n_critic, togo)` over `bank` plus the goal.
 
     Score `V_top(z, s) + (1 + progress) V_top(s, g)`, a hinge keeping `V_0(z, s) <= reach`
     (the closest-to-reach candidate wins if none is within reach). Index -1 is the goal.
@@ -225,7 +231,7 @@ def critic_selector(stack: Stack, bank: jax.Array, reach: float, progress: float
     m = bank.shape[0]
     k = min(candidates, m) if candidates > 0 else m
 
-    def select(z, zg, prev=None):
+    def select(z, zg, prev=None, ban=None):  # noqa: ARG001 (the graph selector's signature)
         c0, ct = stack.critic(0), stack.critic(1)
         if k < m:
             _, near = jax.lax.top_k(-jnp.sum((bank - z) ** 2, -1), k)
@@ -238,7 +244,7 @@ def critic_selector(stack: Stack, bank: jax.Array, reach: float, progress: float
         score = score + 1e3 * jax.nn.relu(c0(zz, cand) - reach)
         i = jnp.argmin(score)
         idx = jnp.where(i == k, -1, near[jnp.minimum(i, k - 1)]).astype(jnp.int32)
-        return cand[i], idx, jnp.int32(3 * (k + 1))
+        return cand[i], idx, jnp.int32(3 * (k + 1)), ct(z, zg)
 
     return select
 
@@ -314,9 +320,9 @@ def data_graph(task: Task, stack: Stack, data: Dataset, size: int = 2048, seed: 
 def graph_selector(stack: Stack, bank: jax.Array, dist: np.ndarray,
                    reach: float, progress: float, ends: int = GRAPH_ENDS,
                    edge: float = GRAPH_EDGE, commit: float = 0.0,
-                   snap_scale: float | None = None):
-    """`select(z, zg, prev) -> (subgoal, index, n_critic)` from the bank graph
-    (`bank_graph`).
+                   snap_scale: float | None = None, ban_radius: float = 1.5):
+    """`select(z, zg, prev, ban) -> (subgoal, index, n_critic, togo)` from the bank graph
+    (`bank_graph`); `togo` is the graph distance from `z` to the goal.
 
     The current state and the goal join the graph through their `ends` latent-nearest
     bank states (hop cost: critic0, as in the graph; the critic-nearest always joins).
@@ -332,6 +338,9 @@ def graph_selector(stack: Stack, bank: jax.Array, dist: np.ndarray,
     trust critic0 locally (`data_graph`): on the 31x31 maze critic0 puts a state ~1 step
     from itself, so joins by it left no bank state but the nearest within reach and the
     agent stalled there.
+    `ban >= 0` (a bank index): bank states within `ban_radius` graph steps of it are no
+    subgoals while another state that makes progress is eligible (a subgoal the agent got
+    stuck short of: see `hierarchical`'s `patience`).
     """
     bank = jnp.asarray(bank, jnp.float32)
     dist = jnp.asarray(dist, jnp.float32)
@@ -353,7 +362,7 @@ def graph_selector(stack: Stack, bank: jax.Array, dist: np.ndarray,
         c = jnp.where((c <= edge) | (c <= jnp.min(c)), c, big)
         return near, c
 
-    def select(z, zg, prev=None):
+    def select(z, zg, prev=None, ban=None):
         n_in, c_in = join(z, 0)
         n_out, c_out = join(zg, 1)
         from_z = jnp.min(c_in[:, None] + dist[n_in], 0)  # [M]
@@ -369,6 +378,8 @@ def graph_selector(stack: Stack, bank: jax.Array, dist: np.ndarray,
         # corner) can make staying put score best.
         here = jnp.min(from_z + to_g)
         gains = to_g < here - 0.5
+        if ban is not None:
+            gains = gains & ~((ban >= 0) & (dist[jnp.maximum(ban, 0)] <= ban_radius))
         ahead = jnp.min(jnp.where(gains, from_z, big))
         r = jnp.maximum(reach, jnp.minimum(ahead, 4.0 * reach))
         stall = jnp.any(gains & (from_z <= r)) & ~gains
@@ -384,7 +395,8 @@ def graph_selector(stack: Stack, bank: jax.Array, dist: np.ndarray,
         goal = d_goal <= r
         sub = jnp.where(goal, zg, bank[i])
         idx = jnp.where(goal, -1, i).astype(jnp.int32)
-        return sub, idx, jnp.int32(0 if snap_scale is not None else 2 * e + 1)
+        return sub, idx, jnp.int32(0 if snap_scale is not None else 2 * e + 1), \
+            jnp.minimum(here, d_goal)
 
     return select
 
@@ -482,8 +494,8 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
         target = zg
         if three:
             far_fresh = (agent.t == 0) | (far_since >= cfg.far_replan)
-            far, far_idx, n_far = jax.lax.cond(far_fresh, lambda: choose(z, zg, far_idx),
-                                               lambda: (far, far_idx, zero))
+            far, far_idx, n_far, far_togo = jax.lax.cond(
+                far_fresh, lambda: choose(z, zg, far_idx), lambda: (far, far_idx, zero, agent.best))
             # A far subgoal that is the goal follows it (staged goals: waypoints).
             far = jnp.where(far_idx == -1, zg, far)
             far_since = jnp.where(far_fresh, 1, far_since + 1)
@@ -496,33 +508,50 @@ def hierarchical(task: Task, stack: Stack, bank: jax.Array | None = None,
             reached = costs.safe_norm(z - agent.subgoal) / scale <= cfg.reached
             fresh = fresh | (reached & (agent.subgoal_idx != -1))
 
+        # Unreachable subgoal: no step of progress towards the target for `patience` steps
+        # (a wall corner where the level-0 model is wrong) bans the subgoal's graph
+        # neighbourhood for `ban_steps`, so the selector routes round it.
+        stuck_now = (cfg.patience > 0) & (agent.stuck >= cfg.patience) & (agent.subgoal_idx >= 0)
+        ban_idx = jnp.where(stuck_now, agent.subgoal_idx,
+                            jnp.where(agent.ban_left > 0, agent.ban_idx, -1))
+        ban_left = jnp.where(stuck_now, cfg.ban_steps, jnp.maximum(agent.ban_left - 1, 0))
+        best = jnp.where(stuck_now, jnp.inf, agent.best)
+        if cfg.patience > 0:  # (a per-episode predicate: keep it out when off, see above)
+            fresh = fresh | stuck_now
+
         def keep():
-            return agent.subgoal, agent.subgoal_idx, agent.top_plan, zero, zero
+            return agent.subgoal, agent.subgoal_idx, agent.top_plan, zero, zero, best
 
         if cfg.top == "critic":
             def pick():
-                s, i, nc = choose(z, zg, agent.subgoal_idx)
-                return s, i, agent.top_plan, zero, nc
+                s, i, nc, togo = choose(z, zg, agent.subgoal_idx, ban_idx)
+                return s, i, agent.top_plan, zero, nc, togo
         elif cfg.top == "critic+critic":
             def pick():
-                s, i, nc = choose_near(z, target, agent.subgoal_idx)
+                s, i, nc, togo = choose_near(z, target, agent.subgoal_idx, ban_idx)
                 # reaching the far subgoal itself is index -1 here; keep its bank index
                 i = jnp.where(i == -1, far_idx, i)
-                return s, i.astype(jnp.int32), agent.top_plan, zero, nc
+                return s, i.astype(jnp.int32), agent.top_plan, zero, nc, togo
         else:
             def pick():
                 s, plan, _ = choose_macro(agent.top_plan, k_top, z, target)
                 return s, jnp.int32(-2), plan, jnp.int32(n_macro_model), \
-                    jnp.int32(n_macro_critic)
+                    jnp.int32(n_macro_critic), best
 
-        sub, idx, top_plan, n_top, n_crit_top = jax.lax.cond(fresh, pick, keep)
+        sub, idx, top_plan, n_top, n_crit_top, togo = jax.lax.cond(fresh, pick, keep)
+        if three:  # progress towards the goal, measured at each far selection
+            togo = far_togo
+        gained = togo < best - 1.0
+        best = jnp.where(gained, togo, best)
+        stuck = jnp.where(gained | stuck_now, 0, agent.stuck + 1)
         # A subgoal that is the goal follows it, so passing a waypoint needs no
         # (per-episode, hence vmap-batched) trigger; the next selection refines it.
         sub = jnp.where(idx == -1, zg, sub)
         action, plan, cost, n = act(agent.plan, k_low, z, sub)
         agent = AgentState(plan=plan, top_plan=top_plan, key=key, subgoal=sub, subgoal_idx=idx,
                            since=jnp.where(fresh, 1, agent.since + 1), far=far,
-                           far_idx=far_idx, far_since=far_since, t=agent.t + 1,
+                           far_idx=far_idx, far_since=far_since, best=best, stuck=stuck,
+                           ban_idx=ban_idx, ban_left=ban_left, t=agent.t + 1,
                            cost=cost, n_evals=n, n_model=n * cfg.horizon + n_top,
                            n_critic=n * critic_calls(cfg) + n_crit_top + n_far)
         return agent, action

@@ -66,6 +66,10 @@ class AgentConfig:
     replan: int = 4  # re-select the subgoal every `replan` control steps ...
     reached: float = 1.0  # ... or when within this latent distance (steps) of it; 0: off
     commit: float = 0.0  # selector hysteresis: + commit * D(previous subgoal, candidate)
+    # graph selectors: after `patience` control steps without a step of progress towards
+    # the target, the subgoal's graph neighbourhood is no subgoal for `ban_steps`; 0: off
+    patience: int = 0
+    ban_steps: int = 16
     far_reach: float = 16.0  # critic+macro: reach of the far subgoal (base steps)
     far_replan: int = 8  # critic+macro: steps between far subgoal selections
     top_horizon: int = 3  # macro: level-1 macro-actions planned
@@ -75,6 +79,8 @@ class AgentConfig:
 
     def __post_init__(self):
         checks = [
+            (isinstance(self.patience, int) and self.patience >= 0, "patience",
+             f"patience={self.patience!r}", "use an integer >= 0 (0 turns the ban off)"),
             (self.kind in KINDS, "kind", f"kind={self.kind!r}", f"use one of {KINDS}"),
             (self.planner in PLANNERS, "planner", f"planner={self.planner!r}",
              f"use one of {PLANNERS}"),
@@ -84,6 +90,7 @@ class AgentConfig:
             (self.edges in EDGES, "edges", f"edges={self.edges!r}", f"use one of {EDGES}"),
         ]
         for key in ("horizon", "iters", "restarts", "samples", "elites", "bank", "replan",
+                    "ban_steps",
                     "far_replan", "top_horizon", "top_samples", "top_elites", "top_iters"):
             v = getattr(self, key)
             checks.append((isinstance(v, int) and v >= 1, key, f"{key}={v!r}",
