@@ -240,11 +240,12 @@ def critic_selector(stack: Stack, bank: jax.Array, reach: float, progress: float
         cand = jnp.concatenate([bank[near], zg[None]])
         zz = jnp.broadcast_to(z, cand.shape)
         gg = jnp.broadcast_to(zg, cand.shape)
-        score = ct(zz, cand) + (1.0 + progress) * ct(cand, gg)
+        from_z = ct(zz, cand)  # its last entry, to the goal itself, is `togo`
+        score = from_z + (1.0 + progress) * ct(cand, gg)
         score = score + 1e3 * jax.nn.relu(c0(zz, cand) - reach)
         i = jnp.argmin(score)
         idx = jnp.where(i == k, -1, near[jnp.minimum(i, k - 1)]).astype(jnp.int32)
-        return cand[i], idx, jnp.int32(3 * (k + 1)), ct(z, zg)
+        return cand[i], idx, jnp.int32(3 * (k + 1)), from_z[-1]
 
     return select
 
