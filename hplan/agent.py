@@ -257,9 +257,10 @@ GRAPH_EDGE = 1.25
 GRAPH_ENDS = 32
 
 
-def bank_graph(stack: Stack, bank: jax.Array, edge: float = GRAPH_EDGE,
-               neighbours: int = 64, max_edge: float = 4.0) -> np.ndarray:
-    """All-pairs shortest paths (base steps) over the bank: search on the replay buffer.
+def critic_edges(stack: Stack, bank: jax.Array, edge: float = GRAPH_EDGE,
+                 neighbours: int = 64, max_edge: float = 4.0
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Links (src, dst, base steps) between bank states: search on the replay buffer.
 
     A hop joins each bank state to those of its `neighbours` latent-nearest that the
     level-0 critic (the larger of both ways) puts at most `edge` steps away, at that cost.
@@ -267,10 +268,9 @@ def bank_graph(stack: Stack, bank: jax.Array, edge: float = GRAPH_EDGE,
     accurate for short hops but under-estimates pairs on the two sides of a thin wall
     (Euclidean-like, 2 steps for states 14 steps apart by the corridors), which made the
     plain selector pick subgoals behind walls that the level-0 MPC then pushed against.
-    A bank too sparse to be one component at `edge` gets wider hops (up to `max_edge`);
-    pairs still unconnected cost `1e4`."""
+    A bank too sparse to be one component at `edge` gets wider hops (up to `max_edge`)."""
     from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import connected_components, shortest_path
+    from scipy.sparse.csgraph import connected_components
 
     bank = jnp.asarray(bank, jnp.float32)
     m = bank.shape[0]
@@ -294,28 +294,46 @@ def bank_graph(stack: Stack, bank: jax.Array, edge: float = GRAPH_EDGE,
         if connected_components(g, directed=False)[0] == 1 or edge >= max_edge:
             break
         edge += 0.25
-    dist = shortest_path(g, method="D", directed=False)
-    return np.minimum(dist, 1e4).astype(np.float32)
+    return src[keep], dst[keep], w[keep] + 1e-3
 
 
-def data_graph(task: Task, stack: Stack, data: Dataset, size: int = 2048, seed: int = 0
-               ) -> np.ndarray:
-    """`bank_graph` with links from the dataset's own transitions instead of critic0 hops:
-    every dataset state snaps to its nearest bank state (in observation space when that is
-    a small vector, as for the critic's targets), and each observed transition between two
-    bank states links them. The data never crossed a wall, so neither does a path here; on
-    the 31x31 maze critic0 hops of even half a step crossed thin walls. Same bank as
-    `make_bank(task, stack, data, size, seed)`; unlinked pairs cost `1e4`."""
-    from hplan.critic import transition_graph
+def bank_graph(stack: Stack, bank: jax.Array, edge: float = GRAPH_EDGE,
+               neighbours: int = 64, max_edge: float = 4.0) -> np.ndarray:
+    """All-pairs shortest paths (base steps) over `critic_edges`; unjoined pairs `1e4`."""
+    from hplan.graph import shortest_paths
+
+    return shortest_paths(len(bank), *critic_edges(stack, bank, edge, neighbours, max_edge))
+
+
+def data_edges(task: Task, stack: Stack, data: Dataset, size: int = 2048, seed: int = 0
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Links (src, dst, base steps) from the dataset's own transitions instead of critic0
+    hops: every dataset state snaps to its nearest bank state (in observation space when
+    that is a small vector, as for the critic's targets), and each observed transition
+    between two bank states links them (both ways: the level-0 MPC can drive any observed
+    link back). The data never crossed a wall, so neither does a link, but for snapping
+    errors where two sides nearly touch (a corner). Same bank as `make_bank`."""
+    from hplan.critic import transition_links
 
     x = data.obs if data.obs.size else observe(task, data.pos)
     if x.ndim != 3:  # pixels: snap in latent space, a few episodes at a time
         enc = jax.jit(stack.model().encode)
         x = np.concatenate([np.asarray(enc(jnp.asarray(x[i: i + 64])))
                             for i in range(0, len(x), 64)])
-    # Undirected: the level-0 MPC can drive any observed link back.
-    _, dist = transition_graph(x, _bank_index(data, size, seed), directed=False)
-    return np.minimum(dist, 1e4).astype(np.float32)
+    _, g = transition_links(x, _bank_index(data, size, seed))
+    g = g.tocoo()
+    return g.row, g.col, g.data.astype(np.float32)
+
+
+def data_graph(task: Task, stack: Stack, data: Dataset, size: int = 2048, seed: int = 0
+               ) -> np.ndarray:
+    """`bank_graph` over `data_edges`: on the 31x31 maze critic0 hops of even half a step
+    crossed thin walls; links from data transitions do not."""
+    from hplan.graph import shortest_paths
+
+    return shortest_paths(size if size <= data.pos.shape[0] * data.pos.shape[1]
+                          else data.pos.shape[0] * data.pos.shape[1],
+                          *data_edges(task, stack, data, size, seed))
 
 
 def graph_selector(stack: Stack, bank: jax.Array, dist: np.ndarray,
@@ -607,14 +625,14 @@ def agent_record(state: State, agent, action: jax.Array) -> dict:
     return rec
 
 
-def make_evaluate(task: Task, policy: Policy, steps: int | None = None
+def make_evaluate(task: Task, policy: Policy, steps: int | None = None, reset=None
                   ) -> Callable[[jax.Array], dict[str, jax.Array]]:
     """`mpc.make_evaluate`'s metrics plus per-step `n_evals`, `n_model`, `n_critic` [N, T],
     `subgoal_idx` [N, T], `subgoal` [N, T, d], `far_idx` [N, T] (three layers), `goal`
     [N, 2] and the true `distance` to it after each step [N, T]."""
     return mpc.make_evaluate(task, policy, steps, record=agent_record,
                              extra=("distance", "n_evals", "n_model", "n_critic",
-                                    "subgoal_idx", "subgoal", "far_idx"))
+                                    "subgoal_idx", "subgoal", "far_idx"), reset=reset)
 
 
 def evaluate(task: Task, policy: Policy, key: jax.Array, episodes: int,

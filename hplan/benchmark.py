@@ -22,7 +22,17 @@ from hplan.tasks import Task
 
 
 def optimal_steps(task: Task, start_pos: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """BFS-optimal steps per episode: cell distances through every target / max_step."""
+    """Optimal steps per episode from its start through every target (`Geodesic`: the
+    point mass moves up to `max_step` along both axes at once, round walls)."""
+    geo = _geodesic(task)
+    pts = np.concatenate([start_pos[:, None], targets], axis=1)  # [N, K+1, 2]
+    legs = geo.cells(pts[:, :-1].reshape(-1, 2), pts[:, 1:].reshape(-1, 2))
+    return legs.reshape(len(pts), -1).sum(1) / task.env.config.max_step
+
+
+def bfs_steps(task: Task, start_pos: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The older optimum: 4-connected cell BFS through every target / max_step (longer
+    than `optimal_steps`, which lets the agent move diagonally)."""
     lay = task.layout
     idx = lay.cell_index()
     dist = lay.distances()
@@ -32,18 +42,54 @@ def optimal_steps(task: Task, start_pos: np.ndarray, targets: np.ndarray) -> np.
     return legs.sum(1) / task.env.config.max_step
 
 
+def _geodesic(task: Task):
+    from hplan.layout import Geodesic
+
+    geo = getattr(task, "_geodesic", None)
+    if geo is None:
+        geo = Geodesic(task.layout)
+        object.__setattr__(task, "_geodesic", geo)
+    return geo
+
+
+def episode_records(task: Task, out: dict) -> list[dict]:
+    """One JSON-ready record per episode: start, goal, success, steps, optimal steps,
+    final distance to the goal, and the cell where the agent spent the most steps."""
+    pos = np.asarray(out["positions"])
+    goal = np.asarray(out["goal"])
+    opt = optimal_steps(task, pos[:, 0], np.asarray(out["targets"]))
+    recs = []
+    for e in range(len(pos)):
+        cells, counts = np.unique(np.floor(pos[e]).astype(int), axis=0, return_counts=True)
+        steps = int(out["steps_to_goal"][e])
+        recs.append({"start": pos[e, 0].round(3).tolist(), "goal": goal[e].round(3).tolist(),
+                     "success": bool(out["success"][e]), "steps": steps,
+                     "optimal_steps": float(opt[e]),
+                     "final_distance": float(np.linalg.norm(pos[e, -1] - goal[e])),
+                     "most_visited_cell": cells[np.argmax(counts)].tolist(),
+                     "most_visited_steps": int(counts.max())})
+    return recs
+
+
+def spl(success: np.ndarray, optimal: np.ndarray, taken: np.ndarray) -> np.ndarray:
+    """Success weighted by path length, per episode: S * optimal / max(optimal, taken)."""
+    taken = np.where(success, taken, np.inf)
+    return np.where(success, optimal / np.maximum(np.maximum(optimal, taken), 1e-9), 0.0)
+
+
 def evaluate_agent(task: Task, policy: Policy, key: jax.Array, episodes: int,
                    steps: int | None = None, repeats: int = 3,
-                   make_eval=mpc.make_evaluate) -> tuple[dict, dict]:
-    """(summary row, raw per-episode arrays) for one agent."""
+                   make_eval=mpc.make_evaluate, reset=None) -> tuple[dict, dict]:
+    """(summary row, raw per-episode arrays) for one agent. `reset(key, i)`: the start
+    of episode `i` (default: the task's own draw)."""
     steps = steps or task.episode_length
-    run = jax.jit(make_eval(task, policy, steps))
+    run = jax.jit(make_eval(task, policy, steps, reset=reset))
     keys = jax.random.split(key, episodes)
     t0 = time.perf_counter()
     out = jax.device_get(run(keys))
     batch_first = time.perf_counter() - t0
     # Single-episode latency: its own program, timed after its compilation.
-    one = jax.jit(make_eval(task, policy, steps))
+    one = jax.jit(make_eval(task, policy, steps, reset=reset))
     t0 = time.perf_counter()
     jax.block_until_ready(one(keys[:1]))
     first = time.perf_counter() - t0
@@ -54,16 +100,23 @@ def evaluate_agent(task: Task, policy: Policy, key: jax.Array, episodes: int,
         times.append(time.perf_counter() - t0)
     episode_s = statistics.median(times)
     success = np.asarray(out["success"], bool)
-    opt = optimal_steps(task, np.asarray(out["positions"][:, 0]), np.asarray(out["targets"]))
+    start, targets = np.asarray(out["positions"][:, 0]), np.asarray(out["targets"])
+    opt = optimal_steps(task, start, targets)
+    bfs = bfs_steps(task, start, targets)
     taken = np.asarray(out["steps_to_goal"], float)
     ratio = taken[success] / np.maximum(opt[success], 1)
+    ratio_bfs = taken[success] / np.maximum(bfs[success], 1)
     evals = out.get("n_model")
     if evals is None and "n_evals" in out:  # oracle MPC counts rollouts: x horizon steps
         evals = np.asarray(out["n_evals"]) * getattr(policy, "horizon", 1)
+    out["spl"] = spl(success, opt, taken)
+    out["records"] = episode_records(task, out)
     row = {
         "success_rate": float(success.mean()),
+        "spl": float(out["spl"].mean()),
         "mean_steps": float(taken[success].mean()) if success.any() else float("nan"),
         "path_ratio": float(ratio.mean()) if success.any() else float("nan"),
+        "path_ratio_bfs": float(ratio_bfs.mean()) if success.any() else float("nan"),
         "guardrail_violations": float(np.asarray(out["violations"]).mean()),
         "plan_ms_per_step": 1e3 * episode_s / steps,
         "episode_s": episode_s,
@@ -76,8 +129,10 @@ def evaluate_agent(task: Task, policy: Policy, key: jax.Array, episodes: int,
 
 
 def compare(task: Task, agents: Mapping[str, tuple], seed: int, episodes: int,
-            steps: int | None = None, progress: bool = True) -> tuple[dict, dict]:
-    """Run every agent on the same episode keys; returns (JSON-ready results, raw)."""
+            steps: int | None = None, progress: bool = True, reset=None
+            ) -> tuple[dict, dict]:
+    """Run every agent on the same episode keys; returns (JSON-ready results, raw).
+    The results hold a summary row and the per-episode records of every agent."""
     from tqdm.auto import tqdm
 
     key = jax.random.key(seed)
@@ -85,11 +140,12 @@ def compare(task: Task, agents: Mapping[str, tuple], seed: int, episodes: int,
     for name, (policy, make_eval) in tqdm(agents.items(), desc=f"evaluate {task.name}",
                                           unit="agent", disable=not progress):
         rows[name], raw[name] = evaluate_agent(task, policy, key, episodes, steps,
-                                               make_eval=make_eval)
-    return {"agents": rows, "task": task.name, "seed": seed, "episodes": episodes}, raw
+                                               make_eval=make_eval, reset=reset)
+    return {"agents": rows, "task": task.name, "seed": seed, "episodes": episodes,
+            "episode_records": {n: raw[n]["records"] for n in raw}}, raw
 
 
-COLUMNS = ["success_rate", "mean_steps", "path_ratio", "guardrail_violations",
+COLUMNS = ["success_rate", "spl", "mean_steps", "path_ratio", "guardrail_violations",
            "plan_ms_per_step", "episode_s", "compile_s", "model_evals_per_step"]
 
 
@@ -227,7 +283,7 @@ def plot(task: Task, results: dict, raw: dict, stack, out: str, per_agent: int =
                 sg = np.asarray(r["subgoal"][e][:t_end]) @ w + b
                 ax.scatter(sg[:, 1], sg[:, 0], s=10, color=c, marker="x", alpha=0.6)
         row = results["agents"][name]
-        ax.set_title(f"{name}: success {row['success_rate']:.0%}, path x"
-                     f"{row['path_ratio']:.2f}", fontsize=9)
+        ax.set_title(f"{name}: success {row['success_rate']:.0%}, SPL "
+                     f"{row['spl']:.2f}", fontsize=9)
     fig.suptitle(f"{task.name}: trajectories (lines), subgoals (x), goals (*)", fontsize=10)
     return _save(fig, out)

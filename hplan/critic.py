@@ -125,8 +125,17 @@ def graph_distances(z: np.ndarray, n_nodes: int, seed: int = 0):
 def transition_graph(z: np.ndarray, node_idx: np.ndarray, directed: bool = True):
     """`graph_distances` over given nodes (flat indices into `z` [N, T+1, d]); pairs the
     data never joins are `inf`."""
-    from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import shortest_path
+
+    ids, g = transition_links(z, node_idx)
+    return ids, shortest_path(g, method="D", directed=directed).astype(np.float32)
+
+
+def transition_links(z: np.ndarray, node_idx: np.ndarray):
+    """(node id per state [N, T+1], sparse directed link matrix): every state snaps to its
+    nearest node and each observed transition between two nodes links them, its length
+    the distance between the nodes in full-speed steps."""
+    from scipy.sparse import coo_matrix
 
     z = np.asarray(z)
     n, t1, d = z.shape
@@ -158,7 +167,7 @@ def transition_graph(z: np.ndarray, node_idx: np.ndarray, directed: bool = True)
     g.data = np.maximum(np.linalg.norm(
         nodes[np.repeat(np.arange(len(nodes)), np.diff(g.indptr))] - nodes[g.indices],
         axis=-1) / step, 1e-3)
-    return ids, shortest_path(g, method="D", directed=directed).astype(np.float32)
+    return ids, g
 
 
 def make_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: np.ndarray,

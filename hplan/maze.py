@@ -91,9 +91,18 @@ class PointMaze:
     def n_targets(self) -> int:
         return self.waypoints.shape[0] + 1
 
+    @property
+    def n_pairs(self) -> int:
+        return self.starts.shape[0]
+
     def reset(self, key: jax.Array) -> State:
-        k_pair, k_jit, k_next = jax.random.split(key, 3)
-        i = jax.random.randint(k_pair, (), 0, self.starts.shape[0])
+        """A start/goal pair drawn at random."""
+        k_pair, k_rest = jax.random.split(key)
+        return self.reset_pair(k_rest, jax.random.randint(k_pair, (), 0, self.n_pairs))
+
+    def reset_pair(self, key: jax.Array, i: jax.Array) -> State:
+        """Start/goal pair `i` (an index into the task's pairs)."""
+        k_jit, k_next = jax.random.split(key)
         jitter = self.config.start_jitter * jax.random.uniform(k_jit, (2,), minval=-1, maxval=1)
         pos = self.starts[i].astype(jnp.float32) + 0.5 + jitter
         goal = self.goals[i].astype(jnp.float32) + 0.5

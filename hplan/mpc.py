@@ -38,15 +38,19 @@ def default_record(state: State, agent_state: Any, action: jax.Array) -> dict[st
 
 
 def run_episodes(env: Env, policy: Policy, keys: jax.Array, steps: int,
-                 record: Record = default_record) -> tuple[State, Any]:
+                 record: Record = default_record,
+                 reset: Callable[[jax.Array, jax.Array], State] | None = None
+                 ) -> tuple[State, Any]:
     """Run `len(keys)` episodes of `steps` steps; returns (first states, records [N, T, ...]).
 
-    Pure and traceable: wrap in `jax.jit` to get one program for the whole batch.
+    Episode `i` starts from `reset(key_i, i)` (default: `env.reset(key_i)`), so a benchmark
+    can enumerate fixed start/goal pairs. Pure and traceable: wrap in `jax.jit` to get one
+    program for the whole batch.
     """
 
-    def episode(key):
+    def episode(key, i):
         k_env, k_pol = jax.random.split(key)
-        s0 = env.reset(k_env)
+        s0 = env.reset(k_env) if reset is None else reset(k_env, i)
 
         def body(carry, _):
             state, agent = carry
@@ -57,7 +61,7 @@ def run_episodes(env: Env, policy: Policy, keys: jax.Array, steps: int,
         _, recs = jax.lax.scan(body, (s0, policy.init(k_pol, s0)), None, length=steps)
         return s0, recs
 
-    return jax.vmap(episode)(keys)
+    return jax.vmap(episode)(keys, jnp.arange(keys.shape[0]))
 
 
 # -- flat MPC on the true maze dynamics --------------------------------------------------
@@ -146,7 +150,8 @@ def maze_record(state: State, agent: Any, action: jax.Array) -> dict[str, Any]:
 
 
 def make_evaluate(task: Task, policy: Policy, steps: int | None = None,
-                  record: Record | None = None, extra: tuple[str, ...] = ("n_evals",)
+                  record: Record | None = None, extra: tuple[str, ...] = ("n_evals",),
+                  reset: Callable[[jax.Array, jax.Array], State] | None = None
                   ) -> Callable[[jax.Array], dict[str, jax.Array]]:
     """A pure `evaluate(keys [N]) -> per-episode metrics`; jit it for one program.
 
@@ -158,7 +163,7 @@ def make_evaluate(task: Task, policy: Policy, steps: int | None = None,
     guard = costs.guardrails(task.guardrails, max_step=task.env.config.max_step)
 
     def evaluate(keys: jax.Array) -> dict[str, jax.Array]:
-        s0, rec = run_episodes(task.env, policy, keys, steps, record or maze_record)
+        s0, rec = run_episodes(task.env, policy, keys, steps, record or maze_record, reset)
         done = rec["success"] > 0
         success = jnp.any(done, axis=1)
         first = jnp.argmax(done, axis=1) + 1

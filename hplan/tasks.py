@@ -47,7 +47,9 @@ class TaskSpec:
     name: str
     layout: str
     episode_length: int = 100
-    start_goal: str = "fixed"  # "fixed" (S/G cells or start/goal) or "random"
+    # "fixed" (S/G cells or start/goal), "random" (pairs >= min_distance apart) or
+    # "pairs" (the listed `pairs`, one drawn per episode)
+    start_goal: str = "fixed"
     min_distance: int = 0  # geodesic cells between random start and goal
     start: tuple[int, int] | None = None
     goal: tuple[int, int] | None = None
@@ -58,6 +60,7 @@ class TaskSpec:
     image_size: int = 32
     guardrails: tuple[Guardrail, ...] = ()
     waypoints: tuple[tuple[int, int], ...] = ()
+    pairs: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = ()
     description: str = ""
 
 
@@ -111,9 +114,9 @@ def build(spec: TaskSpec, source: str = "<python>", where: _Where | None = None,
         raise where.error("episode_length", f"episode_length={spec.episode_length!r} must be "
                           "a positive integer", "set episode_length to e.g. 100")
     layout = _layout(spec, source, where, base_dir)
-    if spec.start_goal not in ("fixed", "random"):
+    if spec.start_goal not in ("fixed", "random", "pairs"):
         raise where.error("start_goal", f"unknown start_goal={spec.start_goal!r}",
-                          "use 'fixed' or 'random'")
+                          "use 'fixed', 'random' or 'pairs'")
     for key in ("start", "goal"):
         cell = getattr(spec, key)
         if cell is not None and not layout.is_free(cell):
@@ -171,6 +174,19 @@ def _pairs(spec: TaskSpec, layout: Layout, where: _Where) -> tuple[np.ndarray, n
             raise where.error("goal", f"goal {tuple(goal)} is unreachable from start "
                               f"{tuple(start)}", "choose cells joined by free cells")
         return np.array([start]), np.array([goal])
+    if spec.start_goal == "pairs":
+        if not spec.pairs:
+            raise where.error("start_goal", "start_goal = 'pairs' needs a list of pairs",
+                              "add pairs = [[[row, col], [row, col]], ...] (start, goal)")
+        for i, (s, g) in enumerate(spec.pairs):
+            for what, cell in (("start", s), ("goal", g)):
+                if not layout.is_free(cell):
+                    raise where.error("pairs", f"pair {i}: {what} cell {tuple(cell)} is not "
+                                      "a free cell", "put every start and goal on a '.' cell")
+            if dist[idx[tuple(s)], idx[tuple(g)]] < 0:
+                raise where.error("pairs", f"pair {i}: goal {tuple(g)} is unreachable from "
+                                  f"start {tuple(s)}", "choose cells joined by free cells")
+        return (np.array([s for s, _ in spec.pairs]), np.array([g for _, g in spec.pairs]))
     si, gi = np.nonzero(dist >= max(spec.min_distance, 1))
     if len(si) == 0:
         raise where.error("min_distance", f"no start/goal pair is {spec.min_distance} cells "
@@ -209,6 +225,12 @@ def parse_task(text: str, source: str = "<string>", base_dir: Path | None = None
         if key in fields:
             fields[key] = _cell(fields[key], key, where)
     fields["waypoints"] = tuple(_cell(w, "waypoints", where) for w in raw.get("waypoints", []))
+    pairs = raw.get("pairs", [])
+    if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+        raise where.error("pairs", f"pairs = {pairs!r} is not a list of [start, goal]",
+                          "write pairs = [[[row, col], [row, col]], ...]")
+    fields["pairs"] = tuple((_cell(s, "pairs", where), _cell(g, "pairs", where))
+                            for s, g in pairs)
     fields["guardrails"] = tuple(_guardrail(g, i, where)
                                  for i, g in enumerate(raw.get("guardrails", [])))
     return build(TaskSpec(**fields), source=source, where=where, base_dir=base_dir)
