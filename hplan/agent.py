@@ -45,6 +45,10 @@ from hplan import planners as P
 from hplan.agents import AgentConfig
 from hplan.data import Dataset, observe
 from hplan.env import State
+from hplan.graph import BankGraph
+from hplan.graph import build as build_graph
+from hplan.graph_level import GraphLevelConfig, graph_level
+from hplan.levels import Actuator, ChainState, Level, chain, hold
 from hplan.mpc import Policy
 from hplan.stack import Stack
 from hplan.tasks import KeepOut, Task
@@ -98,8 +102,23 @@ def step_scale(task: Task, stack: Stack, n_dirs: int = 8) -> float:
 
 
 def _bank_index(data: Dataset, size: int, seed: int) -> np.ndarray:
-    n = data.pos.shape[0] * data.pos.shape[1]
-    return np.random.default_rng(seed).choice(n, min(size, n), replace=False)
+    """Which dataset states (flat indices) make the bank: first every state the data
+    holds more than once exactly (an agent pinned against an obstacle, most often where
+    two walls meet), then a uniform draw of the rest.
+
+    Pinned states matter for the links: where two free cells touch only at a corner, the
+    states pinned on either side are a hair apart, and a dataset state snaps across the
+    corner to the other side's pinned state unless its own side's is a bank state too."""
+    x = data.obs if data.obs.size else data.pos
+    flat = x.reshape(x.shape[0] * x.shape[1], -1)
+    n = len(flat)
+    size = min(size, n)
+    _, first, counts = np.unique(flat, axis=0, return_index=True, return_counts=True)
+    rng = np.random.default_rng(seed)
+    pinned = first[counts > 1]
+    pinned = pinned[np.argsort(-counts[counts > 1], kind="stable")][:size]
+    rest = np.setdiff1d(np.arange(n), pinned)
+    return np.concatenate([pinned, rng.choice(rest, size - len(pinned), replace=False)])
 
 
 def make_bank(task: Task, stack: Stack, data: Dataset, size: int = 2048, seed: int = 0
@@ -582,25 +601,80 @@ def needs_bank(cfg: AgentConfig) -> bool:
     return cfg.kind == "hier" and cfg.top.startswith("critic")
 
 
-def build(cfg: AgentConfig, task: Task, stack: Stack, bank: jax.Array | None = None,
-          scale: float | None = None, dist: np.ndarray | None = None) -> Policy:
-    """The policy an agent definition describes."""
-    if cfg.kind == "flat":
-        return flat_learned(task, stack, config=cfg, scale=scale)
-    return hierarchical(task, stack, bank, config=cfg, scale=scale, dist=dist)
+def mpc_actuator(task: Task, stack: Stack, cfg: AgentConfig, scale: float,
+                 planner: P.Planner | None = None) -> Actuator:
+    """Level-0 MPC over the learned model as a chain's actuator."""
+    act = _low_level(task, stack, cfg, planner or make_planner(cfg), scale)
+
+    def init(key):
+        del key
+        return jnp.zeros((cfg.horizon, task.env.action_size), jnp.float32)
+
+    def step(plan, key, z, subgoal):
+        action, plan, cost, n = act(plan, key, z, subgoal)
+        return plan, action, {"cost": cost, "n_evals": n, "n_model": n * cfg.horizon,
+                              "n_critic": n * critic_calls(cfg)}
+
+    return Actuator(init, step)
 
 
-def bank_for(cfg: AgentConfig, task: Task, stack: Stack, data: Dataset | None, seed: int = 0
-             ) -> tuple[jax.Array | None, np.ndarray | None]:
-    """(bank, graph distances or None) for `build`; (None, None) for agents without one."""
+def graph_levels(graph: BankGraph, cfg: AgentConfig, scale: float) -> list[Level]:
+    """The graph layers an agent definition describes: one (`top = "critic"`) or a far
+    one re-selected every `far_replan` steps above a near one (`"critic+critic"`)."""
+    near = GraphLevelConfig(reach=cfg.reach, progress=cfg.progress, commit=cfg.commit,
+                            patience=cfg.patience, cut_radius=cfg.cut_radius,
+                            max_cuts=cfg.max_cuts)
+    levels = [graph_level(graph, scale, near)]
+    if cfg.top == "critic+critic":
+        far = dataclasses.replace(near, reach=cfg.far_reach, patience=0)
+        levels.insert(0, hold(graph_level(graph, scale, far), cfg.far_replan))
+    return levels
+
+
+def graph_for(cfg: AgentConfig, task: Task, stack: Stack, data: Dataset | None,
+              seed: int = 0) -> BankGraph | None:
+    """The bank graph an agent selects subgoals from (None for agents without one):
+    `cfg.bank` encoded dataset states linked by critic0 hops or by the data's own
+    transitions (`cfg.edges`)."""
     if not needs_bank(cfg):
-        return None, None
+        return None
     if data is None:
         raise ValueError(f"agent {cfg.name!r} selects subgoals from a bank of dataset "
                          "states. Fix: pass the task's offline data (hplan collect)")
     bank = make_bank(task, stack, data, cfg.bank, seed)[0]
-    dist = data_graph(task, stack, data, cfg.bank, seed) if cfg.edges == "data" else None
-    return bank, dist
+    links = data_edges(task, stack, data, cfg.bank, seed)
+    if cfg.edges == "critic":
+        links = verified(critic_edges(stack, bank), links, len(bank))
+    return build_graph(bank, *links)
+
+
+def verified(links, data_links, m: int, factor: float = 2.0, slack: float = 1.0):
+    """The `links` (src, dst, w) that the data's own transitions confirm: the two states
+    are at most `factor * w + slack` steps apart over `data_links`. critic0 under-estimates
+    across thin walls and corners (it sees a hair's breadth where the way round is long);
+    the data never crossed them."""
+    from hplan.graph import shortest_paths
+
+    src, dst, w = links
+    d = shortest_paths(m, *data_links)
+    keep = d[src, dst] <= factor * w + slack
+    return src[keep], dst[keep], w[keep]
+
+
+def build(cfg: AgentConfig, task: Task, stack: Stack, graph: BankGraph | None = None,
+          scale: float | None = None) -> Policy:
+    """The policy an agent definition describes."""
+    if cfg.kind == "flat":
+        return flat_learned(task, stack, config=cfg, scale=scale)
+    if cfg.top in ("critic", "critic+critic"):
+        if graph is None:
+            raise ValueError(f"top={cfg.top!r} needs a graph of encoded dataset states. "
+                             "Fix: pass graph=graph_for(cfg, task, stack, data)")
+        scale = scale or step_scale(task, stack)
+        return chain(graph_levels(graph, cfg, scale),
+                     mpc_actuator(task, stack, cfg, scale), lambda st: _encode(stack, st))
+    return hierarchical(task, stack, None if graph is None else graph.latents,
+                        config=cfg, scale=scale)
 
 
 def make(agent: str | AgentConfig, task: Task, stack: Stack, data: Dataset | None = None,
@@ -609,15 +683,14 @@ def make(agent: str | AgentConfig, task: Task, stack: Stack, data: Dataset | Non
     from hplan.agents import load_agent
 
     cfg = agent if isinstance(agent, AgentConfig) else load_agent(agent)
-    bank, dist = bank_for(cfg, task, stack, data, seed)
-    return build(cfg, task, stack, bank, dist=dist), cfg
+    return build(cfg, task, stack, graph_for(cfg, task, stack, data, seed)), cfg
 
 
 # -- evaluation with compute accounting --------------------------------------------------
 def agent_record(state: State, agent, action: jax.Array) -> dict:
     """`mpc.maze_record` plus the agent's per-step compute and subgoal."""
     rec = mpc.maze_record(state, agent, action)
-    if isinstance(agent, AgentState):
+    if isinstance(agent, AgentState | ChainState):
         rec.update(plan_cost=agent.cost, n_evals=agent.n_evals, n_model=agent.n_model,
                    n_critic=agent.n_critic, subgoal_idx=agent.subgoal_idx,
                    far_idx=agent.far_idx,

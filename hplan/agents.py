@@ -70,6 +70,9 @@ class AgentConfig:
     # the target, the subgoal's graph neighbourhood is no subgoal for `ban_steps`; 0: off
     patience: int = 0
     ban_steps: int = 16
+    # graph tops: the cut made after `patience` steps without progress (see graph_level)
+    cut_radius: float = 1.0
+    max_cuts: int = 8
     far_reach: float = 16.0  # critic+macro: reach of the far subgoal (base steps)
     far_replan: int = 8  # critic+macro: steps between far subgoal selections
     top_horizon: int = 3  # macro: level-1 macro-actions planned
@@ -90,14 +93,14 @@ class AgentConfig:
             (self.edges in EDGES, "edges", f"edges={self.edges!r}", f"use one of {EDGES}"),
         ]
         for key in ("horizon", "iters", "restarts", "samples", "elites", "bank", "replan",
-                    "ban_steps",
+                    "ban_steps", "max_cuts",
                     "far_replan", "top_horizon", "top_samples", "top_elites", "top_iters"):
             v = getattr(self, key)
             checks.append((isinstance(v, int) and v >= 1, key, f"{key}={v!r}",
                            "use a positive integer"))
         checks.append((self.candidates >= 0, "candidates", f"candidates={self.candidates!r}",
                        "use 0 (score the whole bank) or a positive count"))
-        for key in ("lr", "reach", "far_reach", "temperature"):
+        for key in ("lr", "reach", "far_reach", "temperature", "cut_radius"):
             v = getattr(self, key)
             checks.append((v > 0, key, f"{key}={v!r}", "use a positive number"))
         checks.append((self.commit >= 0, "commit", f"commit={self.commit!r}",

@@ -243,9 +243,8 @@ def build_agents(task: Task, names: list[str], stack, data) -> dict[str, tuple]:
         cfg = agents.load_agent(name)
         key = (cfg.bank, cfg.edges) if agent.needs_bank(cfg) else None
         if key not in banks:  # agents with the same bank share it (and its graph)
-            banks[key] = agent.bank_for(cfg, task, stack, data)
-        bank, dist = banks[key]
-        out[name] = (agent.build(cfg, task, stack, bank, dist=dist), agent.make_evaluate)
+            banks[key] = agent.graph_for(cfg, task, stack, data)
+        out[name] = (agent.build(cfg, task, stack, banks[key]), agent.make_evaluate)
     return out
 
 

@@ -1,0 +1,103 @@
+"""Bank graphs and the graph level on small synthetic graphs with known answers: routes,
+cut-aware fields, and an agent stuck at a wormhole that cuts it and goes round."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hplan import graph as G
+from hplan.graph_level import GraphLevelConfig, graph_level
+
+
+def u_graph(wormhole: bool = True):
+    """A U of bank states one step apart (latent = position, 0.5 per step): down the left
+    arm from L = (0, 0), along the bottom, up the right arm to R = (5, 0). With
+    `wormhole`, a false 0.2-step link joins L and R straight across."""
+    left = [(0.0, 0.5 * i) for i in range(11)]
+    bottom = [(0.5 * i, 5.0) for i in range(1, 10)]
+    right = [(5.0, 5.0 - 0.5 * i) for i in range(11)]
+    pts = np.array(left + bottom + right, np.float32)
+    n = len(pts)
+    src, dst = np.arange(n - 1), np.arange(1, n)
+    w = np.ones(n - 1, np.float32)
+    if wormhole:
+        src, dst, w = np.append(src, 0), np.append(dst, n - 1), np.append(w, 0.2)
+    return G.build(pts, src, dst, w, n_landmarks=8, k=3), pts
+
+
+def test_shortest_paths_and_landmark_field_agree_without_cuts():
+    g, pts = u_graph(wormhole=False)
+    n = len(pts)
+    d = np.asarray(g.dist)
+    np.testing.assert_allclose(d[0, n - 1], n - 1, atol=0.01)  # all the way round
+    np.testing.assert_allclose(d, np.abs(np.arange(n)[:, None] - np.arange(n)[None]),
+                               atol=0.01)
+    no_cuts = -jnp.ones(2, jnp.int32)
+    togo = np.asarray(G.field(g, no_cuts, jnp.int32(n - 1), jnp.float32(0.0), 1.0, 5.0))
+    # Landmark routes may detour a little; never shorter than the true distance.
+    assert np.all(togo >= d[:, n - 1] - 1e-3)
+    assert np.all(togo <= d[:, n - 1] + 4.0)
+
+
+def test_a_cut_reroutes_the_field_round_the_wormhole():
+    g, pts = u_graph()
+    n = len(pts)
+    goal = n - 3  # two steps down the right arm from R
+    no_cuts = -jnp.ones(2, jnp.int32)
+    togo = np.asarray(G.field(g, no_cuts, jnp.int32(goal), jnp.float32(0.0), 1.0, 5.0))
+    assert togo[2] < 5  # through the wormhole: L's neighbours look close to the goal
+    cut = jnp.array([0, -1], jnp.int32)  # cut at L
+    togo = np.asarray(G.field(g, cut, jnp.int32(goal), jnp.float32(0.0), 1.0, 5.0))
+    assert np.all(togo[:2] >= G.BIG)  # within the cut
+    # Every other state now goes round: at least its true distance along the U.
+    true = np.abs(np.arange(n) - goal).astype(float)
+    assert np.all(togo[2:] >= true[2:] - 1e-3)
+    assert togo[2] == pytest.approx(true[2], abs=4.0)
+
+
+def test_an_agent_stuck_at_a_wormhole_cuts_it_and_is_sent_round():
+    g, pts = u_graph()
+    n = len(pts)
+    cfg = GraphLevelConfig(reach=2.0, patience=3, cut_radius=1.0)
+    level = graph_level(g, scale=0.5, cfg=cfg)
+    goal = jnp.asarray(pts[n - 3])  # two steps past R on the other arm
+    z = jnp.asarray(pts[0])  # the agent stands at L and the world never lets it cross
+    state = level.init(jax.random.key(0), goal)
+
+    def step(s, _):
+        s, sub, info = level.step(s, jax.random.key(1), z, goal)
+        return s, (sub, info["idx"], info["cut"])
+
+    _, (subs, idx, cut) = jax.jit(lambda: jax.lax.scan(step, state, None, 8))()
+    subs, idx, cut = map(np.asarray, (subs, idx, cut))
+    first = int(np.argmax(cut))
+    assert cut.any() and first == cfg.patience  # the first step sets the best distance
+    # Before the cut: a subgoal on the other arm, through the wormhole; after it: a
+    # state down the left arm, the long way round.
+    assert subs[0, 0] == pytest.approx(5.0)
+    after = idx[first + 1:]
+    assert np.all(after >= 0)
+    assert np.all(pts[after, 0] == 0.0) and np.all(pts[after, 1] > 0.5)
+
+
+def test_a_moving_agent_is_never_cut():
+    g, pts = u_graph(wormhole=False)
+    n = len(pts)
+    level = graph_level(g, scale=0.5, cfg=GraphLevelConfig(patience=3))
+    goal = jnp.asarray(pts[-1])
+    state = level.init(jax.random.key(0), goal)
+    cuts = []
+    for i in range(0, n - 1):  # one bank state per control step, towards the goal
+        state, sub, info = level.step(state, jax.random.key(i), jnp.asarray(pts[i]), goal)
+        cuts.append(bool(info["cut"]))
+        d_sub = np.abs(np.asarray(sub) - pts[i]).sum()
+        assert d_sub <= 2.0 * 0.5 + 1e-3 or int(info["idx"]) == -1  # within reach
+    assert not any(cuts)
+
+
+def test_bad_graph_level_settings_name_the_fix():
+    with pytest.raises(ValueError, match="cut_radius=0.*Fix"):
+        GraphLevelConfig(cut_radius=0.0)
+    with pytest.raises(ValueError, match="patience=-1.*Fix"):
+        GraphLevelConfig(patience=-1)
