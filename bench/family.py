@@ -51,6 +51,10 @@ def main(argv=None):
     p.add_argument("--agents", default=AGENTS)
     p.add_argument("--wm-steps", type=int, default=3000)
     p.add_argument("--critic-steps", type=int, default=6000)
+    p.add_argument("--var-weight", type=float, default=4.0,
+                   help="VICReg variance weight: at the default 1.0, 3000 updates on these "
+                        "small mazes left the latent at std 0.14 and a 1-step error 40x the "
+                        "large maze's; 4.0 reaches unit std (probe R2 0.954 -> 0.992)")
     p.add_argument("--eval-seed", type=int, default=0)
     p.add_argument("--cache", default="out/cache")
     p.add_argument("--only", default=None, help="comma-separated layout indices")
@@ -65,7 +69,8 @@ def main(argv=None):
             continue
         t0 = time.perf_counter()
         st, ds, _ = benchmark.get_stack(task, args.cache, wm_steps=args.wm_steps,
-                                        critic_steps=args.critic_steps, seed=0, show=False)
+                                        critic_steps=args.critic_steps, seed=0, show=False,
+                                        var_weight=args.var_weight)
         train_s = time.perf_counter() - t0
         n = task.env.n_pairs
         res, _ = benchmark.compare(
@@ -81,7 +86,8 @@ def main(argv=None):
         write("family", {"family_seed": args.seed, "layouts": args.layouts,
                          "pairs_per_layout": args.pairs,
                          "training": {"wm_steps": args.wm_steps,
-                                      "critic_steps": args.critic_steps},
+                                      "critic_steps": args.critic_steps,
+                                      "var_weight": args.var_weight},
                          "summary": summary, "runs": runs}, args.out)
     print(table([{"agent": a, **summary[a]} for a in names],
                 ["agent", "success", "spl", "corner_success", "behind_success", "episodes"]))

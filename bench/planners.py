@@ -35,7 +35,7 @@ import optax
 
 from bench.common import table, timeit, write
 from hplan import mpc, tasks
-from hplan import planners as P
+from hplan.planning import planners as P
 
 BUDGET = 256  # cost evaluations per plan / per control step
 

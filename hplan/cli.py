@@ -1,8 +1,9 @@
-"""`hplan` command line: tasks, show, collect, demo (and more as the library grows)."""
+"""`hplan` command line: tasks, envs, show, collect, train, diagnose, bench, demo."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -13,8 +14,14 @@ def _tasks(args) -> int:
 
     for name, path in tasks.available().items():
         t = tasks.load(path)
-        print(f"{name:20s} {t.layout.shape[0]:>2}x{t.layout.shape[1]:<2}  "
-              f"T={t.episode_length:<4} {t.spec.description}")
+        print(f"{name:20s} {t.spec.env:10s} T={t.episode_length:<4} {t.spec.description}")
+    return 0
+
+
+def _envs(args) -> int:
+    from hplan import envs
+
+    print("\n".join(envs.registered()))
     return 0
 
 
@@ -36,50 +43,80 @@ def _collect(args) -> int:
     ds = data.collect(task, jax.random.key(args.seed), args.episodes, args.steps, args.policy)
     dt = time.perf_counter() - t0
     out = data.save(ds, args.out)
-    counts = data.coverage(task, ds)
-    png = render.save_coverage(task, counts, Path(args.out) / "coverage.png")
-    free = ~task.layout.walls
+    size = (Path(out) / "data.npz").stat().st_size
     print(f"collected {ds.n_episodes} x {ds.n_steps} steps on {task.name} in {dt:.1f}s; "
-          f"{(counts[free] > 0).mean():.0%} of free cells visited")
-    print(f"wrote {out}/data.npz, {out}/meta.json, {png}")
+          f"observations {ds.obs.dtype} {tuple(ds.obs.shape[2:])}; {size / 1e6:.1f} MB on "
+          f"disk ({ds.nbytes() / 1e6:.1f} MB in memory)")
+    if ds.xy is not None:
+        png, summary = render.save_coverage(task, ds.xy, Path(args.out) / "coverage.png")
+        print(f"coverage: {summary}; wrote {png}")
+    print(f"wrote {out}/data.npz, {out}/meta.json")
     return 0
+
+
+def _stack_overrides(args) -> dict:
+    """CLI flags as a `[stack]` table (flags left unset change nothing)."""
+    table: dict = {}
+
+    def put(part, key, value):
+        if value is not None:
+            table.setdefault(part, {})[key] = value
+
+    put("data", "episodes", getattr(args, "data_episodes", None))
+    put("train", "steps", getattr(args, "train_steps", None))
+    put("train", "anti_collapse", getattr(args, "anti_collapse", None))
+    put("train", "seed", getattr(args, "seed", None))
+    put("critic", "steps", getattr(args, "critic_steps", None))
+    put("critic", "seed", getattr(args, "seed", None))
+    put("wm", "latent_dim", getattr(args, "latent_dim", None))
+    put("wm", "hidden", getattr(args, "hidden", None))
+    strides = getattr(args, "strides", None)
+    if strides:
+        put("wm", "strides", list(strides))
+        rollout = getattr(args, "rollout", None) or [8] + [max(2, 24 // s) for s in strides[1:]]
+        put("train", "rollout", list(rollout))
+    return table
+
+
+def _stack_config(task, args):
+    from hplan.core import ConfigError
+    from hplan.wm.config import stack_config
+
+    try:
+        return stack_config(_stack_overrides(args), base=stack_config(task.spec.stack))
+    except ConfigError as e:
+        raise ValueError(f"{e.what}. Fix: {e.fix}") from None
 
 
 def _train(args) -> int:
     import jax
 
-    from hplan import critic, data, stack, tasks, wm_train
-    from hplan.models import WMConfig
+    from hplan import data, tasks
+    from hplan.train import pipeline
 
     task = tasks.load(args.task)
-    wm = WMConfig(latent_dim=args.latent_dim, strides=tuple(args.strides),
-                  macro_dim=args.macro_dim, hidden=args.hidden,
-                  pixels=task.env.config.obs_type == "pixels")
-    tc = wm_train.TrainConfig(steps=args.steps, anti_collapse=args.anti_collapse,
-                              rollout=tuple(args.rollout) if args.rollout else
-                              tuple([8] + [max(2, 24 // s) for s in args.strides[1:]]),
-                              seed=args.seed)
-    cc = critic.CriticConfig(steps=args.critic_steps, seed=args.seed)
+    cfg = pipeline.for_task(task, _stack_config(task, args))
     if args.data:
         ds = data.load(args.data, task)
     else:
-        ds = data.collect(task, jax.random.key(args.seed), args.episodes, 64)
+        ds = data.collect(task, jax.random.key(cfg.train.seed), cfg.data.episodes,
+                          cfg.data.steps, cfg.data.policy)
         data.save(ds, f"{args.out}/data")
-    st = stack.train(task, ds, args.out, wm, tc, cc)
+    st = pipeline.train_stack(task, ds, args.out, cfg)
     _report(st.metrics)
     print(f"wrote {args.out}/metrics.json and {args.out}/diagnostics.png")
     return 0
 
 
 def _diagnose(args) -> int:
-    import json
-
-    from hplan import data, render, stack, tasks
+    from hplan import data, render, tasks
+    from hplan.train import pipeline
+    from hplan.wm.stack import diagnose
 
     task = tasks.load(args.task)
-    st = stack.load(args.out, task)
+    st = pipeline.load_stack(args.out, task)
     ds = data.load(args.data or f"{args.out}/data", task)
-    m = stack.diagnose(task, ds, st)
+    m = diagnose(task, ds, st)
     m["history"] = st.metrics.get("history", {})
     m["probe"] = st.metrics.get("probe")
     (Path(args.out) / "metrics.json").write_text(json.dumps(m, indent=2))
@@ -92,60 +129,88 @@ def _report(m: dict) -> None:
     print(f"effective rank {m['effective_rank']:.2f}  probe R2 " +
           "  ".join(f"{k} {v:.3f}" for k, v in m["probe_r2"].items()))
     for level, e in m["pred_error"].items():
+        near = f" (near walls {e['near_wall'][-1]:.4f})" if "near_wall" in e else ""
         print(f"{level}: relative prediction error at {e['horizon_steps'][-1]} steps "
-              f"{e['all'][-1]:.4f} (near walls {e['near_wall'][-1]:.4f})")
-    for name, c in m["critic"].items():
+              f"{e['all'][-1]:.4f}{near}")
+    for name, c in m.get("critic", {}).items():
         print(f"critic {name}: Spearman {c['spearman']:.4f}  descent "
               f"{c['descent_consistency']:.4f}")
 
 
-def _cell(text: str) -> tuple[int, int]:
+def _cell(text: str) -> list[int]:
     try:
         r, c = (int(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a cell; write ROW,COL") from None
-    return r, c
+    return [r, c]
+
+
+def layout_task(path: str, start=None, goal=None, min_distance: int | None = None):
+    """A point-maze task for any ASCII layout file, sized from the layout."""
+    from hplan import tasks
+    from hplan.core import factory
+
+    args = {"layout": str(Path(path).resolve())}
+    if start is not None or goal is not None:
+        if start is None or goal is None:
+            raise ValueError("give both --start and --goal, or neither")
+        args.update(start_goal="fixed", start=start, goal=goal)
+    else:
+        args["start_goal"] = "random"
+        if min_distance is not None:
+            args["min_distance"] = min_distance
+    fn = factory("pointmaze")
+    defaults = fn.task_defaults(args)
+    length = defaults.pop("episode_length")
+    if args["start_goal"] == "random":
+        try:  # a layout with its own S and G is a fixed task
+            fn(**{**args, "start_goal": "fixed"})
+            args["start_goal"] = "fixed"
+        except ValueError:
+            args.update(defaults)
+    spec = tasks.TaskSpec(name=Path(path).stem, env="pointmaze", env_args=args,
+                          episode_length=length)
+    return tasks.build(spec, source=str(path))
 
 
 def _bench(args) -> int:
-    import json
-
-    from hplan import benchmark, tasks
+    from hplan import agents as agent_defs
+    from hplan import render, tasks
+    from hplan.eval import compare
+    from hplan.train import pipeline
 
     if bool(args.task) == bool(args.layout):
         raise ValueError("give exactly one of --task NAME or --layout FILE")
     if args.layout:
-        task = benchmark.layout_task(args.layout, args.start, args.goal, args.min_distance)
+        task = layout_task(args.layout, args.start, args.goal, args.min_distance)
     else:
         if args.start or args.goal:
             raise ValueError("--start/--goal go with --layout; a --task sets its own")
         task = tasks.load(args.task)
     names = [n.strip() for n in args.agents.split(",") if n.strip()]
-    from hplan import agents as agent_defs
-
-    unknown = [n for n in names if n != "flat-true" and n not in agent_defs.available()]
+    known = agent_defs.available()
+    unknown = [n for n in names if n not in known and not n.endswith(".toml")]
     if unknown:
-        raise ValueError(f"unknown agent(s) {', '.join(unknown)}. Known: flat-true, "
-                         f"{', '.join(agent_defs.available())}")
-    print(f"[bench] task {task.name} ({task.layout.shape[0]}x{task.layout.shape[1]}), "
-          f"agents {', '.join(names)}, {args.episodes} episodes, seed {args.seed}")
-    st, ds, cache = benchmark.get_stack(task, args.cache, wm_steps=args.train_steps,
-                                        critic_steps=args.critic_steps, seed=args.seed)
+        raise ValueError(f"unknown agent(s) {', '.join(unknown)}. Known: {', '.join(known)}")
+    cfg = _stack_config(task, args)
+    print(f"[bench] task {task.name} (env {task.spec.env}), agents {', '.join(names)}, "
+          f"{args.episodes} episodes, seed {args.seed}")
+    st, ds, cache = pipeline.get_stack(task, args.cache, cfg)
     print(f"[bench] world-model stack: {cache}")
-    pols = benchmark.build_agents(task, names, st, ds)
-    results, raw = benchmark.compare(task, pols, args.seed, args.episodes)
+    pols = compare.build_agents(task, names, st, ds)
+    results, raw = compare.compare(task, pols, args.seed, args.episodes)
     results["matched_compute"] = (
         "every learned agent's level-0 planner gets the same optimiser iterations x "
         "restarts per control step; model_evals_per_step counts predictor calls at all "
         "levels (a value-and-grad through the H-step rollout counts H)")
     results["stack"] = str(cache)
-    print(benchmark.format_table(results))
+    print(compare.format_table(results))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2))
         print(f"wrote {args.json}")
     if args.plot:
-        print(f"wrote {benchmark.plot(task, results, raw, st, args.plot)}")
+        print(f"wrote {render.plot_episodes(task, results, raw, st, args.plot)}")
     return 0
 
 
@@ -154,14 +219,22 @@ def _demo(args) -> int:
     t0 = time.perf_counter()
     out = Path(args.out)
     print(f"[demo] hplan main job on task {args.task!r}; everything lands in {out}/")
-    rc = _bench(argparse.Namespace(
+    ns = argparse.Namespace(
         task=args.task, layout=None, start=None, goal=None, min_distance=None,
         agents="flat-true,flat-mpc,flat-mpc-critic,hier-2", episodes=args.episodes,
         seed=args.seed, json=str(out / "bench.json"), plot=str(out / "bench.png"),
         cache=str(out / "cache"), train_steps=args.train_steps,
-        critic_steps=args.critic_steps))
+        critic_steps=args.critic_steps)
+    rc = _bench(ns)
     print(f"[demo] done in {time.perf_counter() - t0:.0f}s")
     return rc
+
+
+def _add_stack_flags(s) -> None:
+    s.add_argument("--train-steps", type=int, default=None,
+                   help="world-model updates (default: the task's [stack] or 8000)")
+    s.add_argument("--critic-steps", type=int, default=None,
+                   help="updates per critic (default: the task's [stack] or 20000)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,7 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("tasks", help="list shipped tasks")
     s.set_defaults(fn=_tasks)
 
-    s = sub.add_parser("show", help="render a task's layout, start/goal, guardrails, waypoints")
+    s = sub.add_parser("envs", help="list registered environments")
+    s.set_defaults(fn=_envs)
+
+    s = sub.add_parser("show", help="render a task's world, start/goal, guardrails, waypoints")
     s.add_argument("--task", required=True, help="task name or path to a .toml")
     s.add_argument("--out", required=True, help="PNG path")
     s.set_defaults(fn=_show)
@@ -188,19 +264,20 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train the world-model stack and critics for a task")
     s.add_argument("--task", required=True)
     s.add_argument("--data", default=None, help="dataset dir from `hplan collect` "
-                   "(default: collect --episodes fresh episodes)")
+                   "(default: collect the stack config's episodes fresh)")
     s.add_argument("--out", required=True, help="run dir; re-running resumes it")
-    s.add_argument("--episodes", type=int, default=4096)
-    s.add_argument("--steps", type=int, default=8000, help="world-model updates")
-    s.add_argument("--critic-steps", type=int, default=20000, help="updates per critic")
-    s.add_argument("--anti-collapse", default="vicreg", choices=["vicreg", "ema", "none"])
-    s.add_argument("--latent-dim", type=int, default=16)
-    s.add_argument("--hidden", type=int, default=256,
-                   help="MLP width of the encoder and predictors (critics: 256)")
-    s.add_argument("--strides", type=int, nargs="+", default=[1, 8])
-    s.add_argument("--macro-dim", type=int, default=8, help="macro-action size, levels > 0")
+    s.add_argument("--episodes", dest="data_episodes", type=int, default=None,
+                   help="exploration episodes to collect (without --data)")
+    _add_stack_flags(s)
+    s.add_argument("--steps", dest="train_steps", type=int, default=None,
+                   help=argparse.SUPPRESS)  # the older name of --train-steps
+    s.add_argument("--anti-collapse", default=None, choices=["vicreg", "ema", "none"])
+    s.add_argument("--latent-dim", type=int, default=None)
+    s.add_argument("--hidden", type=int, default=None,
+                   help="MLP width of the encoder and predictors")
+    s.add_argument("--strides", type=int, nargs="+", default=None)
     s.add_argument("--rollout", type=int, nargs="+", default=None)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=None)
     s.set_defaults(fn=_train)
 
     s = sub.add_parser("diagnose", help="re-run diagnostics of a trained run dir")
@@ -211,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("bench", help="hierarchical vs flat agents at matched compute")
     s.add_argument("--task", default=None, help="shipped task name or .toml")
-    s.add_argument("--layout", default=None, help="any ASCII layout file")
+    s.add_argument("--layout", default=None, help="any ASCII maze layout file (pointmaze)")
     s.add_argument("--start", type=_cell, default=None, help="ROW,COL (with --layout)")
     s.add_argument("--goal", type=_cell, default=None, help="ROW,COL (with --layout)")
     s.add_argument("--min-distance", type=int, default=None,
@@ -222,8 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default=None)
     s.add_argument("--plot", default=None)
     s.add_argument("--cache", default="out/cache", help="where trained stacks are kept")
-    s.add_argument("--train-steps", type=int, default=8000)
-    s.add_argument("--critic-steps", type=int, default=20000)
+    _add_stack_flags(s)
     s.set_defaults(fn=_bench)
 
     s = sub.add_parser("demo", help="the main job on the default task")

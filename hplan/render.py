@@ -1,4 +1,7 @@
-"""Pictures: layouts, tasks, coverage heat maps and trajectories (matplotlib, Agg)."""
+"""Pictures: a task's world and goals, data coverage, trajectories with subgoals, and
+training diagnostics (matplotlib). The world itself is drawn by the env's oracle
+(`oracle.draw(ax)`, `oracle.plot_xy(xy)`); without one, goal-space points are plotted
+as they are."""
 
 from __future__ import annotations
 
@@ -9,69 +12,95 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from hplan.layout import Layout
-from hplan.tasks import KeepOut, Task
+from hplan.core import KeepOut
 
 
-def draw_layout(ax, layout: Layout) -> None:
-    h, w = layout.shape
-    ax.imshow(layout.walls, cmap="Greys", vmin=0, vmax=1.3, extent=(0, w, h, 0),
-              interpolation="nearest")
-    ax.set_xlim(0, w)
-    ax.set_ylim(h, 0)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
+def plot_xy(task, xy) -> tuple[np.ndarray, np.ndarray]:
+    oracle = task.oracle
+    if oracle is not None and hasattr(oracle, "plot_xy"):
+        return oracle.plot_xy(xy)
+    xy = np.asarray(xy)
+    return xy[..., 0], xy[..., 1]
 
 
-def draw_task(ax, task: Task, max_pairs: int = 0) -> None:
-    """Layout, start/goal (or sample pairs), guardrails and numbered waypoints."""
-    draw_layout(ax, task.layout)
-    starts, goals = task.pairs()
+def draw_task(ax, task, max_pairs: int = 0) -> None:
+    """The world, start/goal pairs (arrows for a few, or the single pair), keep-out zones
+    and numbered waypoints."""
+    if task.oracle is not None:
+        task.oracle.draw(ax)
+    env = task.env
+    starts = np.asarray(getattr(env, "starts", np.zeros((0, 2))))
+    goals = np.asarray(getattr(env, "goals", np.zeros((0, 2))))
     if len(starts) == 1:
-        ax.plot(starts[0, 1] + 0.5, starts[0, 0] + 0.5, "o", c="tab:green", ms=10, label="start")
-        ax.plot(goals[0, 1] + 0.5, goals[0, 0] + 0.5, "*", c="tab:red", ms=16, label="goal")
+        x, y = plot_xy(task, starts[0])
+        ax.plot(x, y, "o", c="tab:green", ms=10, label="start")
+        x, y = plot_xy(task, goals[0])
+        ax.plot(x, y, "*", c="tab:red", ms=16, label="goal")
     else:
-        k = min(max_pairs, len(starts))
-        for s, g in zip(starts[:k], goals[:k], strict=True):
-            ax.annotate("", (g[1] + 0.5, g[0] + 0.5), (s[1] + 0.5, s[0] + 0.5),
+        for s, g in zip(starts[:max_pairs], goals[:max_pairs], strict=True):
+            ax.annotate("", plot_xy(task, g), plot_xy(task, s),
                         arrowprops=dict(arrowstyle="->", color="tab:blue", alpha=0.5))
     for g in task.guardrails:
         if isinstance(g, KeepOut):
-            ax.add_patch(plt.Circle((g.center[1], g.center[0]), g.radius, color="tab:orange",
-                                    alpha=0.4, label="keep-out"))
-    for i, (r, c) in enumerate(task.spec.waypoints):
-        ax.plot(c + 0.5, r + 0.5, "D", c="tab:purple", ms=9)
-        ax.text(c + 0.5, r + 0.5, str(i + 1), color="white", ha="center", va="center",
-                fontsize=7)
+            ax.add_patch(plt.Circle(plot_xy(task, np.array(g.center)), g.radius,
+                                    color="tab:orange", alpha=0.4, label="keep-out"))
+    for i, w in enumerate(np.asarray(getattr(env, "waypoints", np.zeros((0, 2))))):
+        x, y = plot_xy(task, w)
+        ax.plot(x, y, "D", c="tab:purple", ms=9)
+        ax.text(x, y, str(i + 1), color="white", ha="center", va="center", fontsize=7)
 
 
-def draw_trajectory(ax, pos: np.ndarray, color="tab:blue", **kw) -> None:
-    """`pos` [T, 2] in (row, col) cell coordinates."""
-    ax.plot(pos[:, 1], pos[:, 0], "-", c=color, lw=1.5, **kw)
-    ax.plot(pos[0, 1], pos[0, 0], "o", c=color, ms=5)
-
-
-def save_task(task: Task, out: str | Path) -> Path:
+def save_task(task, out: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(5, 5))
     draw_task(ax, task, max_pairs=12)
-    n = len(task.pairs()[0])
-    mode = "fixed start/goal" if n == 1 else f"{n} random start/goal pairs (12 drawn)"
-    ax.set_title(f"{task.name}: {task.layout.shape[0]}x{task.layout.shape[1]}, {mode}",
-                 fontsize=9)
+    n = getattr(task.env, "n_pairs", 1)
+    mode = "fixed start/goal" if n == 1 else f"{n} start/goal pairs (12 drawn)"
+    ax.set_title(f"{task.name} ({task.spec.env}): {mode}", fontsize=9)
     return _save(fig, out)
 
 
-def save_coverage(task: Task, counts: np.ndarray, out: str | Path, title: str = "") -> Path:
+def save_coverage(task, xy: np.ndarray, out: str | Path) -> tuple[Path, str]:
+    """Where the data went (the oracle's heat map, or a 2-D histogram of `xy`)."""
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    h, w = task.layout.shape
-    masked = np.ma.masked_where(task.layout.walls, np.log10(counts + 1))
-    draw_layout(ax, task.layout)
-    im = ax.imshow(masked, cmap="viridis", extent=(0, w, h, 0), interpolation="nearest")
-    fig.colorbar(im, ax=ax, label="log10(visits + 1)", shrink=0.8)
-    free = ~task.layout.walls
-    ax.set_title(title or f"{task.name}: coverage, {np.mean(counts[free] > 0):.0%} of free "
-                 f"cells visited, min {counts[free].min()} visits", fontsize=9)
+    if task.oracle is not None and hasattr(task.oracle, "coverage"):
+        summary = task.oracle.coverage(ax, xy)
+    else:
+        x, y = plot_xy(task, xy.reshape(-1, xy.shape[-1]))
+        ax.hist2d(x, y, bins=40, cmap="viridis")
+        summary = f"{len(x)} states"
+    ax.set_title(f"{task.name}: coverage, {summary}", fontsize=9)
+    return _save(fig, out), summary
+
+
+def plot_episodes(task, results: dict, raw: dict, stack, out: str, per_agent: int = 3):
+    """The world with a few trajectories per agent and the subgoals each level set
+    (read back to positions with the stack's linear probe)."""
+    names = list(raw)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.4), squeeze=False)
+    w, b = stack.probe if stack is not None and stack.probe is not None else (None, None)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, name in zip(axes[0], names, strict=True):
+        draw_task(ax, task)
+        r = raw[name]
+        if "positions" not in r:
+            continue
+        for e in range(min(per_agent, len(r["positions"]))):
+            c = colors[e % len(colors)]
+            pos = np.asarray(r["positions"][e])
+            t_end = int(r["steps_to_goal"][e]) if r["success"][e] else len(pos) - 1
+            x, y = plot_xy(task, pos[: t_end + 1])
+            ax.plot(x, y, "-", c=c, lw=1.4)
+            ax.plot(x[0], y[0], "o", c=c, ms=5)
+            if "goal" in r:
+                gx, gy = plot_xy(task, np.asarray(r["goal"][e]))
+                ax.plot(gx, gy, "*", c=c, ms=12, mec="k")
+            if "subgoal" in r["info"] and w is not None:
+                sx, sy = plot_xy(task, np.asarray(r["info"]["subgoal"][e][:t_end]) @ w + b)
+                ax.scatter(sx, sy, s=10, color=c, marker="x", alpha=0.6)
+        row = results["agents"][name]
+        ax.set_title(f"{name}: success {row['success_rate']:.0%}, SPL {row['spl']:.2f}",
+                     fontsize=9)
+    fig.suptitle(f"{task.name}: trajectories (lines), subgoals (x), goals (*)", fontsize=10)
     return _save(fig, out)
 
 
@@ -105,7 +134,8 @@ def save_diagnostics(metrics: dict, out: str | Path) -> Path:
     for level, e in metrics["pred_error"].items():
         h = e["horizon_steps"]
         ax.plot(h, e["all"], "o-", label=f"{level} (stride {e['stride']})")
-        ax.plot(h, e["near_wall"], "x--", alpha=0.6, label=f"{level} near walls")
+        if "near_wall" in e:
+            ax.plot(h, e["near_wall"], "x--", alpha=0.6, label=f"{level} near walls")
     ax.set_xlabel("horizon (base steps)")
     ax.set_ylabel("relative error")
     ax.set_yscale("log")
@@ -115,7 +145,7 @@ def save_diagnostics(metrics: dict, out: str | Path) -> Path:
     crit = metrics.get("critic", {})
     names = list(crit)
     x = np.arange(len(names))
-    ax.bar(x - 0.2, [crit[n]["spearman"] for n in names], 0.4, label="Spearman vs BFS")
+    ax.bar(x - 0.2, [crit[n]["spearman"] for n in names], 0.4, label="Spearman vs optimum")
     ax.bar(x + 0.2, [crit[n]["descent_consistency"] for n in names], 0.4, label="descent")
     ax.set_xticks(x, names)
     ax.set_ylim(0, 1.05)

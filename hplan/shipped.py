@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -34,8 +35,6 @@ def resolve(name_or_path: str | Path, folder: Path, kind: str) -> Path:
 
 def read_toml(text: str, source: str) -> dict:
     """Parse TOML; a syntax error becomes `SOURCE:LINE:COL: ... Fix: ...`."""
-    import re
-
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -43,3 +42,40 @@ def read_toml(text: str, source: str) -> dict:
         line, col = (m.group(1), m.group(2)) if m else ("1", "1")
         raise ValueError(f"{source}:{line}:{col}: not valid TOML ({e}). "
                          "Fix: check quotes, brackets and '=' signs") from None
+
+
+class Where:
+    """Finds the line/column of a key in a TOML file so errors can point at it."""
+
+    def __init__(self, text: str, source: str):
+        self.lines, self.source = text.split("\n"), source
+
+    def of(self, key: str, table: str | None = None, nth: int = 0) -> tuple[int, int]:
+        """Line and column of `key`: the `nth` top-level one, or the first inside the
+        `nth` `[table]` / `[[table]]` (the table header where the key is absent)."""
+        pat = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        is_head = [bool(re.match(r"^\s*\[", ln)) for ln in self.lines]
+        if table is None:
+            first = is_head.index(True) if True in is_head else len(self.lines)
+            hits = [i for i in range(first) if pat.match(self.lines[i])]
+            hits = hits or [i for i, ln in enumerate(self.lines) if pat.match(ln)]
+        else:
+            heads = [i for i, ln in enumerate(self.lines)
+                     if re.match(rf"^\s*\[\[?{re.escape(table)}\]\]?\s*$", ln)]
+            if not heads:
+                return 1, 1
+            h = heads[min(nth, len(heads) - 1)]
+            end = next((i for i in range(h + 1, len(self.lines)) if is_head[i]),
+                       len(self.lines))
+            hits = [i for i in range(h + 1, end) if pat.match(self.lines[i])] or [h]
+            nth = 0
+        if len(hits) > nth:
+            i = hits[nth]
+            col = self.lines[i].find(key)
+            return i + 1, (col if col >= 0 else 0) + 1
+        return 1, 1
+
+    def error(self, key: str, msg: str, fix: str, table: str | None = None,
+              nth: int = 0) -> ValueError:
+        line, col = self.of(key, table, nth)
+        return ValueError(f"{self.source}:{line}:{col}: {msg}. Fix: {fix}")

@@ -1,75 +1,90 @@
 """Task definitions: a TOML file (or a `TaskSpec` in Python) -> a ready `Task`.
 
-A task file names the layout, how starts and goals are drawn, the episode length and
-success radius, optional guardrails and optional staged goals (waypoints). Every
-mistake raises `ValueError("FILE:LINE:COL: what. Fix: how")` before any compute.
+A task names an environment from the registry and its factory's keyword arguments,
+the episode length, optional guardrails (in the env's goal space) and optionally the
+world-model stack to train for it:
+
+    name = "large"
+    env = "pointmaze"              # registered name (hplan.envs.register)
+    env_module = "my.envs"         # optional: imported first, so it can register its own
+    episode_length = 200
+    [env_args]                     # the factory's keyword arguments
+    layout = "layouts/large.txt"
+    [[guardrails]]
+    kind = "keep_out"              # or "speed_limit" (max_speed)
+    center = [4.5, 3.5]
+    radius = 1.0
+    [stack]                        # overrides of stacks/default.toml (see hplan.wm.config)
+    wm_steps = 8000
+
+Every mistake raises `ValueError("FILE:LINE:COL: what. Fix: how")` before any compute,
+the factory's own complaints included.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
-import re
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from hplan import shipped
-from hplan.layout import Layout, parse_layout
-from hplan.maze import MazeConfig, PointMaze
+from hplan.core import ConfigError, Guardrail, KeepOut, SpeedLimit, import_env_module
+from hplan.core import factory as env_factory
+from hplan.envs.wrappers import ActionFilter, EpisodeLength
+from hplan.shipped import Where
 
 TASKS_DIR = Path(os.environ.get("HPLAN_TASKS_DIR", Path(__file__).resolve().parents[1] / "tasks"))
-MAX_PAIRS = 4096  # candidate start/goal pairs kept for random sampling
-
-
-@dataclasses.dataclass(frozen=True)
-class KeepOut:
-    """A disc the agent must stay out of; centre in continuous (row, col) cell units."""
-
-    center: tuple[float, float]
-    radius: float
-
-
-@dataclasses.dataclass(frozen=True)
-class SpeedLimit:
-    """Upper bound on displacement per step, in cells."""
-
-    max_speed: float
-
-
-Guardrail = KeepOut | SpeedLimit
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    """Everything a user sets for a task. `layout` is ASCII text or a path to a layout file."""
+    """Everything a user sets for a task."""
 
     name: str
-    layout: str
+    env: str = "pointmaze"
+    env_args: dict = dataclasses.field(default_factory=dict)
+    env_module: str | None = None
     episode_length: int = 100
-    # "fixed" (S/G cells or start/goal), "random" (pairs >= min_distance apart) or
-    # "pairs" (the listed `pairs`, one drawn per episode)
-    start_goal: str = "fixed"
-    min_distance: int = 0  # geodesic cells between random start and goal
-    start: tuple[int, int] | None = None
-    goal: tuple[int, int] | None = None
-    success_radius: float = 0.5
-    max_step: float = 0.5
-    slip_prob: float = 0.0
-    obs: str = "state"
-    image_size: int = 32
     guardrails: tuple[Guardrail, ...] = ()
-    waypoints: tuple[tuple[int, int], ...] = ()
-    pairs: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = ()
+    stack: dict = dataclasses.field(default_factory=dict)
     description: str = ""
+
+    def key(self, base_dir: Path | None = None) -> str:
+        """Hash of the environment (name and kwargs; a kwarg naming a file, such as a
+        layout, counts by the file's content): datasets and stacks are keyed by it. A
+        factory may list its `world_args`, the kwargs that shape the world itself (not
+        starts, goals or success radius); then only those count."""
+        import inspect
+
+        fn = env_factory(self.env)
+        world = getattr(fn, "world_args", None)
+        given = dict(self.env_args)
+        if world is not None:  # defaults spelled out or not, the same world
+            params = inspect.signature(fn).parameters
+            given = {k: given.get(k, params[k].default) for k in world}
+        args = {}
+        for k, v in given.items():
+            path = Path(base_dir or TASKS_DIR) / v if isinstance(v, str) else None
+            if path is not None and "\n" not in v and path.is_file():
+                v = "file:" + hashlib.sha256(path.read_bytes()).hexdigest()
+            args[k] = v
+        blob = json.dumps({"env": self.env, "args": args}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Task:
     spec: TaskSpec
-    layout: Layout
-    env: PointMaze
+    env: Any
     source: str = "<python>"
+    base_dir: Path | None = None
+
+    def key(self) -> str:
+        """The env hash that datasets and stacks are keyed by (see `TaskSpec.key`)."""
+        return self.spec.key(self.base_dir)
 
     @property
     def name(self) -> str:
@@ -83,126 +98,62 @@ class Task:
     def guardrails(self) -> tuple[Guardrail, ...]:
         return self.spec.guardrails
 
-    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(self.env.starts), np.asarray(self.env.goals)
+    @property
+    def oracle(self):
+        """The env's oracle (optimal steps, geodesics, pictures), or None."""
+        return getattr(self.env, "oracle", None)
 
 
-class _Where:
-    """Finds the line/column of a key in a TOML file so errors can point at it."""
-
-    def __init__(self, text: str, source: str):
-        self.lines, self.source = text.split("\n"), source
-
-    def of(self, key: str, nth: int = 0) -> tuple[int, int]:
-        pat = re.compile(rf"^\s*{re.escape(key)}\s*=")
-        hits = [i for i, ln in enumerate(self.lines) if pat.match(ln)]
-        if len(hits) > nth:
-            i = hits[nth]
-            return i + 1, self.lines[i].index(key) + 1
-        return 1, 1
-
-    def error(self, key: str, msg: str, fix: str, nth: int = 0) -> ValueError:
-        line, col = self.of(key, nth)
-        return ValueError(f"{self.source}:{line}:{col}: {msg}. Fix: {fix}")
-
-
-def build(spec: TaskSpec, source: str = "<python>", where: _Where | None = None,
+def build(spec: TaskSpec, source: str = "<python>", where: Where | None = None,
           base_dir: Path | None = None) -> Task:
-    """Validate a spec and build its environment."""
-    where = where or _Where("", source)
+    """Validate a spec and build its (wrapped) environment."""
+    where = where or Where("", source)
     if not isinstance(spec.episode_length, int) or spec.episode_length <= 0:
         raise where.error("episode_length", f"episode_length={spec.episode_length!r} must be "
                           "a positive integer", "set episode_length to e.g. 100")
-    layout = _layout(spec, source, where, base_dir)
-    if spec.start_goal not in ("fixed", "random", "pairs"):
-        raise where.error("start_goal", f"unknown start_goal={spec.start_goal!r}",
-                          "use 'fixed', 'random' or 'pairs'")
-    for key in ("start", "goal"):
-        cell = getattr(spec, key)
-        if cell is not None and not layout.is_free(cell):
-            what = "outside the layout" if not _inside(layout, cell) else "on a wall"
-            raise where.error(key, f"{key} cell {tuple(cell)} is {what}",
-                              f"pick a '.' cell; layout is {layout.shape[0]}x{layout.shape[1]}")
-    for i, cell in enumerate(spec.waypoints):
-        if not layout.is_free(cell):
-            raise where.error("waypoints", f"waypoint {i} at cell {tuple(cell)} is not a free cell",
-                              "put every waypoint on a '.' cell")
+    if spec.env_module:
+        try:
+            import_env_module(spec.env_module)
+        except ValueError as e:
+            raise where.error("env_module", str(e).split(". Fix:")[0],
+                              "put the module on PYTHONPATH, or fix its name") from None
+    try:
+        fn = env_factory(spec.env)
+    except ValueError as e:
+        raise where.error("env", str(e).split(". Fix:")[0],
+                          "pick a registered env, or set env_module to the module that "
+                          "registers it") from None
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    for key in spec.env_args:
+        if not takes_any and key not in params:
+            allowed = [p for p in params if p != "base_dir"]
+            raise where.error(key, f"env {spec.env!r} does not take {key!r}",
+                              f"use one of: {', '.join(allowed)}", table="env_args")
+    args = dict(spec.env_args)
+    if "base_dir" in params:
+        args["base_dir"] = str(base_dir or TASKS_DIR)
+    try:
+        env = fn(**args)
+    except ConfigError as e:
+        raise where.error(e.key, e.what, e.fix,
+                          table="env_args" if e.key in spec.env_args else None) from None
     for i, g in enumerate(spec.guardrails):
         if isinstance(g, KeepOut) and g.radius <= 0:
             raise where.error("radius", f"keep-out radius {g.radius} must be > 0",
-                              "use a positive radius in cells", nth=i)
+                              "use a positive radius", table="guardrails", nth=i)
         if isinstance(g, SpeedLimit) and g.max_speed <= 0:
             raise where.error("max_speed", f"max_speed {g.max_speed} must be > 0",
-                              "use a positive speed in cells per step")
-    starts, goals = _pairs(spec, layout, where)
-    config = MazeConfig(max_step=spec.max_step, success_radius=spec.success_radius,
-                        slip_prob=spec.slip_prob, obs_type=spec.obs, image_size=spec.image_size)
-    env = PointMaze(layout, starts, goals, waypoints=np.array(spec.waypoints, int).reshape(-1, 2),
-                    config=config)
-    return Task(spec=spec, layout=layout, env=env, source=source)
-
-
-def _inside(layout: Layout, cell) -> bool:
-    return 0 <= cell[0] < layout.shape[0] and 0 <= cell[1] < layout.shape[1]
-
-
-def _layout(spec: TaskSpec, source: str, where: _Where, base_dir: Path | None) -> Layout:
-    text = spec.layout
-    if "\n" not in text.strip() and not set(text.strip()) <= set("#.SG"):
-        path = (base_dir or TASKS_DIR) / text
-        if not path.is_file():
-            raise where.error("layout", f"layout file {str(path)!r} not found",
-                              "give a path relative to the task file, or an inline layout")
-        return parse_layout(path.read_text(), source=str(path))
-    line, _ = where.of("layout")
-    # tomllib drops the newline right after an opening triple quote.
-    return parse_layout(text, source=source, line_offset=line if where.lines else 0)
-
-
-def _pairs(spec: TaskSpec, layout: Layout, where: _Where) -> tuple[np.ndarray, np.ndarray]:
-    free = layout.free_cells
-    idx = layout.cell_index()
-    dist = layout.distances()
-    if spec.start_goal == "fixed":
-        start = spec.start or layout.start
-        goal = spec.goal or layout.goal
-        if start is None or goal is None:
-            raise where.error("start_goal", "fixed start_goal needs a start and a goal",
-                              "put 'S' and 'G' in the layout, or set start = [r, c] and "
-                              "goal = [r, c], or use start_goal = 'random'")
-        if dist[idx[tuple(start)], idx[tuple(goal)]] < 0:
-            raise where.error("goal", f"goal {tuple(goal)} is unreachable from start "
-                              f"{tuple(start)}", "choose cells joined by free cells")
-        return np.array([start]), np.array([goal])
-    if spec.start_goal == "pairs":
-        if not spec.pairs:
-            raise where.error("start_goal", "start_goal = 'pairs' needs a list of pairs",
-                              "add pairs = [[[row, col], [row, col]], ...] (start, goal)")
-        for i, (s, g) in enumerate(spec.pairs):
-            for what, cell in (("start", s), ("goal", g)):
-                if not layout.is_free(cell):
-                    raise where.error("pairs", f"pair {i}: {what} cell {tuple(cell)} is not "
-                                      "a free cell", "put every start and goal on a '.' cell")
-            if dist[idx[tuple(s)], idx[tuple(g)]] < 0:
-                raise where.error("pairs", f"pair {i}: goal {tuple(g)} is unreachable from "
-                                  f"start {tuple(s)}", "choose cells joined by free cells")
-        return (np.array([s for s, _ in spec.pairs]), np.array([g for _, g in spec.pairs]))
-    si, gi = np.nonzero(dist >= max(spec.min_distance, 1))
-    if len(si) == 0:
-        raise where.error("min_distance", f"no start/goal pair is {spec.min_distance} cells "
-                          f"apart; the longest geodesic distance here is {dist.max()}",
-                          f"set min_distance <= {dist.max()}")
-    if len(si) > MAX_PAIRS:
-        keep = np.random.default_rng(0).choice(len(si), MAX_PAIRS, replace=False)
-        si, gi = si[keep], gi[keep]
-    return free[si], free[gi]
-
-
-def _cell(value, key: str, where: _Where) -> tuple[int, int]:
-    if (not isinstance(value, list) or len(value) != 2
-            or not all(isinstance(v, int) for v in value)):
-        raise where.error(key, f"{key} = {value!r} is not a cell", f"write {key} = [row, col]")
-    return int(value[0]), int(value[1])
+                              "use a positive speed per step", table="guardrails")
+    limits = [g for g in spec.guardrails if isinstance(g, SpeedLimit)]
+    try:
+        env = ActionFilter(env, limits)
+    except ConfigError as e:
+        raise where.error(e.key, e.what, e.fix, table="guardrails") from None
+    env = EpisodeLength(env, spec.episode_length)
+    return Task(spec=spec, env=env, source=source, base_dir=base_dir)
 
 
 _KEYS = {f.name for f in dataclasses.fields(TaskSpec)}
@@ -211,46 +162,46 @@ _KEYS = {f.name for f in dataclasses.fields(TaskSpec)}
 def parse_task(text: str, source: str = "<string>", base_dir: Path | None = None) -> Task:
     """Parse a task file's TOML text into a Task."""
     raw = shipped.read_toml(text, source)
-    where = _Where(text, source)
+    where = Where(text, source)
     for key in raw:
         if key not in _KEYS:
             raise where.error(key, f"unknown key {key!r}",
                               f"use one of: {', '.join(sorted(_KEYS))}")
-    if "name" not in raw or "layout" not in raw:
-        missing = "name" if "name" not in raw else "layout"
-        raise ValueError(f"{source}:1:1: missing required key {missing!r}. "
-                         f"Fix: add {missing} = ...")
+    if "name" not in raw:
+        raise ValueError(f"{source}:1:1: missing required key 'name'. Fix: add name = ...")
+    for table in ("env_args", "stack"):
+        if table in raw and not isinstance(raw[table], dict):
+            raise where.error(table, f"{table} must be a table", f"write [{table}] and its "
+                              "keys below it")
     fields = dict(raw)
-    for key in ("start", "goal"):
-        if key in fields:
-            fields[key] = _cell(fields[key], key, where)
-    fields["waypoints"] = tuple(_cell(w, "waypoints", where) for w in raw.get("waypoints", []))
-    pairs = raw.get("pairs", [])
-    if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
-        raise where.error("pairs", f"pairs = {pairs!r} is not a list of [start, goal]",
-                          "write pairs = [[[row, col], [row, col]], ...]")
-    fields["pairs"] = tuple((_cell(s, "pairs", where), _cell(g, "pairs", where))
-                            for s, g in pairs)
     fields["guardrails"] = tuple(_guardrail(g, i, where)
                                  for i, g in enumerate(raw.get("guardrails", [])))
+    if "stack" in raw:
+        from hplan.wm.config import check_overrides
+
+        try:
+            check_overrides(raw["stack"])
+        except ConfigError as e:
+            raise where.error(e.key, e.what, e.fix, table="stack") from None
     return build(TaskSpec(**fields), source=source, where=where, base_dir=base_dir)
 
 
-def _guardrail(g: dict, i: int, where: _Where) -> Guardrail:
+def _guardrail(g: dict, i: int, where: Where) -> Guardrail:
     kind = g.get("kind")
     if kind == "keep_out":
         c = g.get("center")
         if not (isinstance(c, list) and len(c) == 2) or "radius" not in g:
-            raise where.error("kind", f"guardrail {i}: keep_out needs center = [row, col] and "
-                              "radius", "add both", nth=i)
+            raise where.error("kind", f"guardrail {i}: keep_out needs center = [x, y] and "
+                              "radius", "add both", table="guardrails", nth=i)
         return KeepOut(center=(float(c[0]), float(c[1])), radius=float(g["radius"]))
     if kind == "speed_limit":
         if "max_speed" not in g:
             raise where.error("kind", f"guardrail {i}: speed_limit needs max_speed",
-                              "add max_speed = <cells per step>", nth=i)
+                              "add max_speed = <goal-space units per step>",
+                              table="guardrails", nth=i)
         return SpeedLimit(max_speed=float(g["max_speed"]))
     raise where.error("kind", f"guardrail {i}: unknown kind {kind!r}",
-                      "use kind = 'keep_out' or 'speed_limit'", nth=i)
+                      "use kind = 'keep_out' or 'speed_limit'", table="guardrails", nth=i)
 
 
 def available() -> dict[str, Path]:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hplan import costs as C
-from hplan import planners as P
+from hplan.planning import planners as P
 from hplan.tasks import KeepOut, SpeedLimit
 
 
@@ -62,7 +62,7 @@ def test_speed_limit_and_guardrail_bundle():
 def test_project_speed_satisfies_limit(values, max_speed):
     acts = jnp.asarray(values, jnp.float32).reshape(-1, 2)
     limit = SpeedLimit(max_speed)
-    proj = C.project_speed(acts, limit, max_step=0.5)
+    proj = limit.project(acts, 0.5)
     g = C.speed_limit(limit, 0.5)(None, proj)
     assert bool(jnp.all(g <= 0))
     assert bool(jnp.all(jnp.abs(proj) <= 1.0))

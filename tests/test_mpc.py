@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from hplan import costs, mpc, tasks
-from hplan import planners as P
+from hplan.planning import planners as P
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hplan import costs
-from hplan import planners as P
+from hplan.planning import costs
+from hplan.planning import planners as P
 
 # -- a linear-quadratic problem with a closed-form optimum -------------------------------
 H, DT = 20, 0.2

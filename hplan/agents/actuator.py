@@ -1,0 +1,144 @@
+"""The level-0 actuator: receding-horizon MPC over the learned level-0 model.
+
+Cost of a plan, in base steps: latent distance to the (sub)goal along the rollout
+(`running` per step, `terminal` extra at the end), the level-0 critic (at the end, or
+averaged along the rollout), and a keep-out penalty on positions read from latents by
+the stack's linear probe. Speed limits act on the actions themselves (the task's action
+filter, inside the rollout and at execution).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from hplan.agents.level import Actuator
+from hplan.core import ConfigError, KeepOut
+from hplan.envs.wrappers import clip_actions
+from hplan.planning import costs
+from hplan.planning import planners as P
+
+PLANNERS = ("gradient", "cem", "mppi", "hybrid")
+CRITIC_ON = ("none", "terminal", "path")
+
+
+@dataclasses.dataclass(frozen=True)
+class MPCConfig:
+    """The level-0 planner and its cost (distances in base steps)."""
+
+    planner: str = "gradient"  # gradient | cem | mppi | hybrid
+    horizon: int = 12
+    iters: int = 8
+    lr: float = 0.3  # gradient: adam step size on actions
+    restarts: int = 4  # gradient: parallel restarts
+    init_noise: float = 0.5  # gradient: noise of restarts 1..R
+    samples: int = 64  # cem / mppi / hybrid sampler
+    elites: int = 8  # cem
+    temperature: float = 0.5  # mppi
+    sample_iters: int = 2  # hybrid: sampler iterations before gradient refinement
+    running: float = 1.0  # weight of the summed latent distance to the (sub)goal
+    terminal: float = 1.0  # extra weight on the last step's latent distance
+    # the level-0 critic as cost: "none"; "terminal": at the rollout's end; "path": its mean
+    # over the rollout, so reaching the (sub)goal early is cheaper than dawdling
+    critic: str = "none"
+    critic_weight: float = 1.0
+    guard_weight: float = 20.0  # keep-out penalty on probed positions
+    guard_margin: float = 0.1
+
+    def __post_init__(self):
+        if self.planner not in PLANNERS:
+            raise ConfigError("planner", f"planner={self.planner!r}", f"use one of {PLANNERS}")
+        if self.critic not in CRITIC_ON:
+            raise ConfigError("critic", f"critic={self.critic!r}", f"use one of {CRITIC_ON}")
+        for key in ("horizon", "iters", "restarts", "samples", "elites", "sample_iters"):
+            v = getattr(self, key)
+            if not (isinstance(v, int) and v >= (0 if key == "sample_iters" else 1)):
+                raise ConfigError(key, f"{key}={v!r}", "use a positive integer")
+        for key in ("lr", "temperature"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(key, f"{key}={getattr(self, key)!r}",
+                                  "use a positive number")
+        if self.elites > self.samples:
+            raise ConfigError("elites", f"elites={self.elites} > samples={self.samples}",
+                              "use elites <= samples")
+
+    @property
+    def critic_calls(self) -> int:
+        """Critic calls per cost evaluation."""
+        return {"none": 0, "terminal": 1, "path": self.horizon}[self.critic]
+
+
+def make_planner(cfg: MPCConfig) -> P.Planner:
+    grad = P.gradient(optax.adam(cfg.lr), restarts=cfg.restarts, init_noise=cfg.init_noise)
+    if cfg.planner == "gradient":
+        return grad
+    if cfg.planner == "cem":
+        return P.cem(cfg.samples, cfg.elites)
+    if cfg.planner == "mppi":
+        return P.mppi(cfg.samples, cfg.temperature)
+    return P.hybrid(P.cem(cfg.samples, cfg.elites), grad, cfg.sample_iters)
+
+
+def action_filter(env) -> Callable[[jax.Array], jax.Array]:
+    """The env's action filter (a task's speed limit), or the action box."""
+    return getattr(env, "action_filter", clip_actions)
+
+
+def latent_cost(ctx, cfg: MPCConfig) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
+    """`cost(z0, goal_z, actions [H, A])` (see the module docstring)."""
+    stack, task, scale = ctx.stack, ctx.task, ctx.scale
+    filt = action_filter(task.env)
+    keep_outs = [g for g in task.guardrails if isinstance(g, KeepOut)]
+    guard = None
+    if keep_outs:
+        if stack.probe is None:
+            raise ValueError("keep-out guardrails act on positions read from latents, and "
+                             "this stack has no position probe (its data had no xy). Fix: "
+                             "use an env that reports metrics['xy']")
+        w, b = (jnp.asarray(x, jnp.float32) for x in stack.probe)
+        guard = costs.penalty(costs.guardrails(keep_outs, lambda z: z @ w + b),
+                              cfg.guard_weight, cfg.guard_margin)
+
+    def cost(z0, goal, actions):
+        model = nnx.merge(stack.wm_graph, stack.wm_params)
+        actions = filt(actions)
+        zs = model.rollout(0, z0, actions)
+        d = costs.safe_norm(zs - goal) / scale
+        c = cfg.running * jnp.sum(d) + cfg.terminal * d[-1]
+        if cfg.critic == "path":
+            c = c + cfg.critic_weight * jnp.mean(
+                stack.critic(0)(zs, jnp.broadcast_to(goal, zs.shape)))
+        elif cfg.critic == "terminal":
+            c = c + cfg.critic_weight * stack.critic(0)(zs[-1], goal)
+        if guard is not None:
+            c = c + guard(jnp.concatenate([z0[None], zs]), actions)
+        return c
+
+    return cost
+
+
+def mpc(ctx, cfg: MPCConfig, planner: P.Planner | None = None) -> Actuator:
+    """Level-0 MPC over the learned model: plan every step from the current latent,
+    execute the first action, warm-start the next step with the shifted plan."""
+    cost = latent_cost(ctx, cfg)
+    filt = action_filter(ctx.task.env)
+    planner = planner or make_planner(cfg)
+    size = ctx.task.env.action_size
+
+    def init(key):
+        del key
+        return jnp.zeros((cfg.horizon, size), jnp.float32)
+
+    def act(plan, key, z, subgoal):
+        plan, info = P.solve(planner, lambda a: cost(z, subgoal, a), plan, key, cfg.iters)
+        n = info["n_evals"]
+        return P.shift(plan), filt(plan[0]), {
+            "cost": info["cost"], "n_evals": n, "n_model": n * cfg.horizon,
+            "n_critic": n * cfg.critic_calls}
+
+    return Actuator(init, act)

@@ -1,0 +1,139 @@
+"""Agent definitions: a short TOML file (or an `AgentConfig` in Python) -> frozen config.
+
+    name = "hier-2"
+    description = "..."
+    [actuator]            # level-0 MPC (hplan.agents.actuator.MPCConfig)
+    horizon = 8
+    critic = "path"
+    [[levels]]            # top first; each is hplan.agents.<kind>_level (Config, make)
+    kind = "graph"
+    every = 1             # re-select every N control steps (hold the subgoal between)
+    reach = 2.0
+
+No `[[levels]]`: flat MPC. `[actuator] kind = "true-dynamics"`: MPC through the env's
+own step (the oracle baseline). A new kind of level is one file,
+`hplan/agents/<kind>_level.py`, with a `Config` dataclass and `make(cfg, ctx) -> Level`.
+`load_agent("hier-2")` reads `agents/hier-2.toml`; a path to any `.toml` works too. Every
+mistake raises `ValueError("FILE:LINE:COL: what. Fix: how")` before any compute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+from hplan import shipped
+from hplan.agents.actuator import MPCConfig
+from hplan.core import ConfigError
+
+AGENTS_DIR = Path(os.environ.get("HPLAN_AGENTS_DIR",
+                                 Path(__file__).resolve().parents[2] / "agents"))
+ACTUATORS = ("mpc", "true-dynamics")
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelSpec:
+    kind: str
+    config: Any
+    every: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    name: str = "flat-mpc"
+    description: str = ""
+    actuator: MPCConfig = MPCConfig()
+    actuator_kind: str = "mpc"
+    levels: tuple[LevelSpec, ...] = ()
+
+    @property
+    def flat(self) -> bool:
+        return not self.levels
+
+
+def level_module(kind: str):
+    """The module of a level kind: `hplan.agents.<kind>_level`."""
+    if not kind.replace("_", "").isalnum():
+        raise ConfigError("kind", f"kind={kind!r} is not a level name", "use e.g. 'graph'")
+    try:
+        return importlib.import_module(f"hplan.agents.{kind}_level")
+    except ModuleNotFoundError:
+        known = sorted(p.stem[: -len("_level")] for p in Path(__file__).parent.glob(
+            "*_level.py"))
+        raise ConfigError("kind", f"unknown level kind {kind!r}",
+                          f"use one of: {', '.join(known)}") from None
+
+
+def _typed(cls, raw: dict, what: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise ConfigError(key, f"unknown key {key!r} in {what}",
+                              f"use one of: {', '.join(sorted(fields)) or '(none)'}")
+        want = type(fields[key].default)
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise ConfigError(key, f"{key} = {value!r} is not a {want.__name__}",
+                              f"write {key} = <{want.__name__}>")
+        out[key] = value
+    return cls(**out)
+
+
+def parse_agent(text: str, source: str = "<string>") -> AgentConfig:
+    """Parse an agent file's TOML text."""
+    raw = shipped.read_toml(text, source)
+    where = shipped.Where(text, source)
+
+    def err(e: ConfigError, table: str | None = None, nth: int = 0) -> ValueError:
+        return where.error(e.key, e.what, e.fix, table, nth)
+
+    top = {"name", "description", "actuator", "levels"}
+    for key in raw:
+        if key not in top:
+            raise err(ConfigError(key, f"unknown key {key!r}",
+                                  f"use one of: {', '.join(sorted(top))} (planner settings "
+                                  "go in [actuator], levels in [[levels]])"))
+    act = dict(raw.get("actuator", {}))
+    kind = act.pop("kind", "mpc")
+    if kind not in ACTUATORS:
+        raise err(ConfigError("kind", f"actuator kind={kind!r}", f"use one of {ACTUATORS}"),
+                  "actuator")
+    try:
+        actuator = _typed(MPCConfig, act, "[actuator]")
+    except ConfigError as e:
+        raise err(e, "actuator") from None
+    levels = []
+    for i, lv in enumerate(raw.get("levels", [])):
+        lv = dict(lv)
+        try:
+            if "kind" not in lv:
+                raise ConfigError("kind", f"level {i} has no kind", "add kind = \"graph\"")
+            mod = level_module(lv.pop("kind"))
+            every = lv.pop("every", 1)
+            if not (isinstance(every, int) and every >= 1):
+                raise ConfigError("every", f"every={every!r}", "use a positive integer")
+            levels.append(LevelSpec(mod.__name__.rsplit(".", 1)[1][: -len("_level")],
+                                    _typed(mod.Config, lv, f"level {i}"), every))
+        except ConfigError as e:
+            raise err(e, "levels", i) from None
+    if kind == "true-dynamics" and levels:
+        raise err(ConfigError("levels", "a true-dynamics actuator takes no levels",
+                              "drop the [[levels]] tables"))
+    return AgentConfig(name=raw.get("name", "agent"), description=raw.get("description", ""),
+                       actuator=actuator, actuator_kind=kind, levels=tuple(levels))
+
+
+def available() -> dict[str, Path]:
+    """Shipped agent names -> files."""
+    return shipped.available(AGENTS_DIR)
+
+
+def load_agent(name_or_path: str | Path) -> AgentConfig:
+    """Load an agent by shipped name (`agents/*.toml`) or by path to a .toml file."""
+    path = shipped.resolve(name_or_path, AGENTS_DIR, "agent")
+    return parse_agent(path.read_text(), source=str(path))

@@ -1,0 +1,170 @@
+"""What levels and actuators are built from: the task, the trained stack, the offline
+data, the latent step scale, and banks of encoded dataset states with their graphs.
+
+Latent distances are divided by `scale`, the mean latent displacement of one full-speed
+base step, so every cost term and reach is in base steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hplan.agents import graph as G
+
+
+def step_scale(stack, data, n_states: int = 512, seed: int = 0) -> float:
+    """Mean latent displacement of one full-speed level-0 step: the level-0 model applied
+    from dataset states with full-speed actions along each axis (+-e_i) and as many
+    random corners of the action box (for 2-D actions: the 8 compass directions)."""
+    rng = np.random.default_rng(seed)
+    flat = data.obs.reshape(-1, *data.obs.shape[2:])
+    obs = flat[rng.choice(len(flat), min(n_states, len(flat)), replace=False)]
+    model = stack.model()
+    z = jax.jit(model.encode)(jnp.asarray(obs))
+    a = data.actions.shape[-1]
+    axes = np.concatenate([np.eye(a), -np.eye(a)])
+    corners = np.concatenate([axes, _corners(a, 2 * a, rng)]).astype(np.float32)
+    dz = jax.jit(jax.vmap(jax.vmap(lambda z_, u: model.step(0, z_, u) - z_, (None, 0)),
+                          (0, None)))(z, jnp.asarray(corners))
+    return float(jnp.mean(jnp.linalg.norm(dz, axis=-1))) + 1e-6
+
+
+def _corners(a: int, n: int, rng) -> np.ndarray:
+    if 2**a <= n:  # all of them (2-D: the four diagonals)
+        return np.array(np.meshgrid(*[[-1.0, 1.0]] * a)).reshape(a, -1).T
+    return rng.choice([-1.0, 1.0], size=(n, a))
+
+
+def bank_index(data, size: int, seed: int = 0) -> np.ndarray:
+    """Which dataset states (flat indices) make the bank: first every state the data
+    holds more than once exactly (an agent pinned against an obstacle, most often where
+    two walls meet), then a uniform draw of the rest.
+
+    Pinned states matter for the links: where two free cells touch only at a corner, the
+    states pinned on either side are a hair apart, and a dataset state snaps across the
+    corner to the other side's pinned state unless its own side's is a bank state too."""
+    flat = data.obs.reshape(data.obs.shape[0] * data.obs.shape[1], -1)
+    n = len(flat)
+    size = min(size, n)
+    rows = np.ascontiguousarray(flat).view(np.dtype((np.void, flat.dtype.itemsize
+                                                     * flat.shape[1]))).ravel()
+    _, first, counts = np.unique(rows, return_index=True, return_counts=True)
+    pinned = first[counts > 1]
+    pinned = pinned[np.argsort(-counts[counts > 1], kind="stable")][:size]
+    rest = np.setdiff1d(np.arange(n), pinned)
+    rng = np.random.default_rng(seed)
+    return np.concatenate([pinned, rng.choice(rest, size - len(pinned), replace=False)])
+
+
+def critic_edges(stack, bank: jax.Array, edge: float = 1.25, neighbours: int = 64,
+                 max_edge: float = 4.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Links (src, dst, base steps) between bank states by short critic0 hops.
+
+    A hop joins each bank state to those of its `neighbours` latent-nearest that the
+    level-0 critic (the larger of both ways) puts at most `edge` steps away. The critic is
+    accurate for short hops but under-estimates pairs on the two sides of a thin wall or
+    a corner; `verified` drops the hops the data contradicts. A bank too sparse to be one
+    component at `edge` gets wider hops (up to `max_edge`)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    bank = jnp.asarray(bank, jnp.float32)
+    m = bank.shape[0]
+    k = min(neighbours, m - 1)
+    sq = jnp.sum(bank ** 2, -1)
+
+    @jax.jit
+    def hops(bank):
+        d2 = sq[:, None] + sq[None] - 2 * bank @ bank.T
+        _, nb = jax.lax.top_k(-d2, k + 1)
+        src = jnp.repeat(jnp.arange(m), k)
+        dst = nb[:, 1:].reshape(-1)
+        c0 = stack.critic(0)
+        a, b = bank[src], bank[dst]
+        return src, dst, jnp.maximum(c0(a, b), c0(b, a))
+
+    src, dst, w = (np.asarray(x) for x in hops(bank))
+    while True:  # widen the hops until the bank is one component (a sparse bank)
+        keep = (w <= edge) & (src != dst)
+        g = csr_matrix((w[keep] + 1e-3, (src[keep], dst[keep])), shape=(m, m))
+        if connected_components(g, directed=False)[0] == 1 or edge >= max_edge:
+            break
+        edge += 0.25
+    return src[keep], dst[keep], w[keep] + 1e-3
+
+
+def data_edges(stack, data, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Links (src, dst, base steps) from the dataset's own transitions: every dataset state
+    snaps to its nearest bank state (in observation space when that is a small vector, in
+    latent space for images), and each observed transition between two bank states links
+    them. The data never crossed a wall, so neither does a link, but for snapping errors
+    where two sides nearly touch (see `bank_index`)."""
+    from hplan.wm.critic import transition_links
+
+    x = data.obs
+    if x.ndim != 3:  # images: snap in latent space
+        x = stack.encode(x)
+    _, g = transition_links(np.asarray(x, np.float32), index)
+    g = g.tocoo()
+    return g.row, g.col, g.data.astype(np.float32)
+
+
+def verified(links, data_links, m: int, factor: float = 2.0, slack: float = 1.0):
+    """The `links` (src, dst, w) the data's own transitions confirm: at most
+    `factor * w + slack` steps apart over `data_links`. critic0 sees a hair's breadth
+    across a corner where the way round is long; the data never went through."""
+    src, dst, w = links
+    d = G.shortest_paths(m, *data_links)
+    keep = d[src, dst] <= factor * w + slack
+    return src[keep], dst[keep], w[keep]
+
+
+@dataclasses.dataclass(eq=False)
+class Context:
+    """Everything a level or actuator factory may use, built once per (task, stack, data)."""
+
+    task: object
+    stack: object
+    data: object | None = None
+    scale: float | None = None
+    _graphs: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.scale is None:
+            if self.data is None:
+                raise ValueError("the latent step scale comes from dataset states. Fix: "
+                                 "pass the task's offline data (hplan collect)")
+            self.scale = step_scale(self.stack, self.data)
+
+    def bank(self, size: int, seed: int = 0) -> tuple[np.ndarray, jax.Array]:
+        """(dataset indices, encoded latents [size, d]) of a bank."""
+        if self.data is None:
+            raise ValueError("this agent selects subgoals from a bank of dataset states. "
+                             "Fix: pass the task's offline data (hplan collect)")
+        idx = bank_index(self.data, size, seed)
+        flat = self.data.obs.reshape(-1, *self.data.obs.shape[2:])
+        return idx, jnp.asarray(self.stack.encode(flat[idx]))
+
+    def graph(self, size: int, edges: str = "data", seed: int = 0) -> G.BankGraph:
+        """The bank graph (cached: agents that share a bank share its graph)."""
+        key = (size, edges, seed)
+        if key not in self._graphs:
+            idx, bank = self.bank(size, seed)
+            links = data_edges(self.stack, self.data, idx)
+            if edges == "critic":
+                links = verified(critic_edges(self.stack, bank), links, len(idx))
+            elif edges != "data":
+                raise ValueError(f"edges={edges!r}. Fix: use 'data' or 'critic'")
+            self._graphs[key] = G.build(bank, *links)
+        return self._graphs[key]
+
+    def bank_xy(self, size: int, seed: int = 0) -> np.ndarray | None:
+        """Goal-space positions of the bank states (diagnostics and plots only)."""
+        if self.data is None or self.data.xy is None:
+            return None
+        return self.data.xy.reshape(-1, self.data.xy.shape[-1])[bank_index(self.data, size,
+                                                                           seed)]

@@ -1,0 +1,174 @@
+"""A `Level` that picks subgoals from a `BankGraph` and cuts the graph where it is stuck.
+
+Among bank states within `reach` of the current latent (graph distance, the reach
+stretched to the nearest state that makes progress when none within it does), pick the
+one minimising `D(z, s) + (1 + progress) togo(s) [+ commit D(prev, s)]`; the target
+itself once it is within reach. `togo` is the graph distance to the target avoiding the
+cuts (`hplan.agents.graph.field`), recomputed only when the target or the cuts change.
+
+Wormholes: when the distance to the target has not dropped by a step in `patience`
+control steps (the subgoal the level hands down cannot be reached, the goal's own
+neighbourhood included), the graph is cut within `cut_radius` of the bank state the agent
+stands on, and every route through there is dropped. A wall between two states that
+look near (two cells touching at a corner) is then routed round. A passage wider than
+the cut (a corridor) survives it. If the cuts leave no route at all, they are cleared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from hplan.agents import graph as G
+from hplan.agents.level import Level, level_info
+from hplan.core import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphLevelConfig:
+    """Distances in base steps."""
+
+    bank: int = 4096  # encoded dataset states the level chooses among
+    # links between them: "data" (the dataset's own transitions) or "critic" (short
+    # critic0 hops, kept where the data confirms them)
+    edges: str = "data"
+    reach: float = 2.0  # graph distance to a chosen subgoal
+    progress: float = 0.5  # extra weight on the subgoal's distance to the target
+    commit: float = 0.5  # hysteresis: + commit * D(previous subgoal, candidate)
+    direct: float = 1.25  # the target is within reach if this near in latent distance
+    patience: int = 8  # control steps without a step of progress before a cut; 0: off
+    cut_radius: float = 1.0  # graph distance of the cut around where the agent is stuck
+    max_cuts: int = 8  # cuts kept per episode (the oldest is dropped)
+
+    def __post_init__(self):
+        for key in ("reach", "direct", "cut_radius"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(key, f"{key}={getattr(self, key)!r}",
+                                  "use a positive number")
+        for key in ("progress", "commit"):
+            if not getattr(self, key) >= 0:
+                raise ConfigError(key, f"{key}={getattr(self, key)!r}", "use a number >= 0")
+        if not (isinstance(self.patience, int) and self.patience >= 0):
+            raise ConfigError("patience", f"patience={self.patience!r}",
+                              "use an integer >= 0 (0 turns cutting off)")
+        for key in ("max_cuts", "bank"):
+            v = getattr(self, key)
+            if not (isinstance(v, int) and v >= 1):
+                raise ConfigError(key, f"{key}={v!r}", "use a positive integer")
+        if self.edges not in ("data", "critic"):
+            raise ConfigError("edges", f"edges={self.edges!r}", "use 'data' or 'critic'")
+
+
+Config = GraphLevelConfig
+
+
+def make(cfg: GraphLevelConfig, ctx) -> Level:
+    """The level an agent file's `[[levels]] kind = "graph"` table describes."""
+    return graph_level(ctx.graph(cfg.bank, cfg.edges), ctx.scale, cfg)
+
+
+class GraphLevelState(NamedTuple):
+    cuts: jax.Array  # [C] bank indices of cut centres, -1: none
+    n_cuts: jax.Array  # cuts made so far; the next goes to slot n_cuts % C
+    target: jax.Array  # [d] the target `togo` was computed for
+    togo: jax.Array  # [M] graph distance to the target avoiding the cuts
+    stale: jax.Array  # the cuts changed: recompute `togo`
+    idx: jax.Array  # bank index of the current subgoal, -1: the target
+    best: jax.Array  # least distance to the target since the last cut
+    stuck: jax.Array  # control steps without cutting `best` by a step
+
+
+def _once(pred: jax.Array, fn, carry):
+    """`fn(carry)` where `pred`, else `carry`. A while loop, not a cond: under `vmap` it
+    runs only on the steps where some episode needs it."""
+    return jax.lax.while_loop(lambda c: c[0], lambda c: (jnp.bool_(False), fn(c[1])),
+                              (pred, carry))[1]
+
+
+def graph_level(graph: G.BankGraph, scale: float,
+                cfg: GraphLevelConfig = GraphLevelConfig()) -> Level:
+    """`scale`: latent displacement of one base step (joins are by latent distance)."""
+    bank, dist = graph.latents, graph.dist
+    m = bank.shape[0]
+    big = jnp.float32(G.BIG)
+    reach_field = float(jnp.max(jnp.min(dist[:, graph.landmarks], axis=1))) * 2.0 + 1.0
+
+    def nearest(x, dead):
+        d2 = jnp.where(dead, jnp.inf, jnp.sum((bank - x) ** 2, -1))
+        j = jnp.argmin(d2)
+        return j, jnp.sqrt(jnp.maximum(d2[j], 0.0)) / scale
+
+    def togo_of(cuts, target):
+        dead = G.cut_mask(graph, cuts, cfg.cut_radius)
+        jt, ct = nearest(target, jnp.zeros(m, bool))
+        exact = dist[:, jt] + ct
+        routed = G.field(graph, cuts, jt, ct, cfg.cut_radius, reach_field)
+        has_cuts = jnp.any(cuts >= 0)
+        lost = jnp.all(routed >= big) | dead[jt]  # the cuts leave no route: drop them
+        return jnp.where(has_cuts & ~lost, routed, exact), has_cuts & lost
+
+    def init(key, z_goal):
+        cuts = -jnp.ones((cfg.max_cuts,), jnp.int32)
+        togo, _ = togo_of(cuts, z_goal)
+        return GraphLevelState(cuts=cuts, n_cuts=jnp.int32(0), target=z_goal, togo=togo,
+                               stale=jnp.bool_(False), idx=jnp.int32(-1),
+                               best=jnp.float32(jnp.inf), stuck=jnp.int32(0))
+
+    def refresh(s: GraphLevelState, target):
+        def recompute(s):
+            togo, lost = togo_of(s.cuts, target)
+            cuts = jnp.where(lost, -1, s.cuts)
+            return s._replace(togo=togo, cuts=cuts, target=target, stale=jnp.bool_(False))
+
+        moved = jnp.any(jnp.abs(target - s.target) > 1e-6)
+        return _once(moved | s.stale, recompute, s)
+
+    def step(s: GraphLevelState, key, z, target):
+        del key
+        s = refresh(s, target)
+        dead = G.cut_mask(graph, s.cuts, cfg.cut_radius)
+        jz, cz = nearest(z, dead)
+        every = jnp.arange(m)
+        blocked = dead | G.passes(graph, s.cuts, jnp.broadcast_to(jz, (m,)), every,
+                                  cfg.cut_radius)
+        from_z = jnp.where(blocked, big, cz + dist[jz])
+        togo = s.togo
+        jt, ct = nearest(target, jnp.zeros(m, bool))
+        straight = jnp.sqrt(jnp.sum((z - target) ** 2)) / scale
+        direct = jnp.where((straight <= cfg.direct) & ~jnp.any(s.cuts >= 0), straight, big)
+        d_goal = jnp.minimum(from_z[jt] + ct, direct)
+        here = jnp.minimum(jnp.min(from_z + togo), d_goal)
+        # When no bank state within `reach` is nearer the target than the agent itself
+        # (long links where the bank is sparse), stretch the reach to the nearest that is,
+        # and then only such states: otherwise the agent is handed where it stands.
+        gains = togo < here - 0.5
+        ahead = jnp.min(jnp.where(gains, from_z, big))
+        r = jnp.maximum(cfg.reach, jnp.minimum(ahead, 4.0 * cfg.reach))
+        stall = jnp.any(gains & (from_z <= r)) & ~gains
+        score = (from_z + (1.0 + cfg.progress) * togo + 1e3 * jax.nn.relu(from_z - r)
+                 + jnp.where(stall, 1e3, 0.0))
+        if cfg.commit > 0:
+            # No hysteresis once the previous subgoal is reached (within half a step).
+            pi = jnp.maximum(s.idx, 0)
+            held = (s.idx >= 0) & (from_z[pi] > 0.5)
+            score = score + jnp.where(held, cfg.commit * dist[pi], 0.0)
+        i = jnp.argmin(score)
+        at_goal = d_goal <= r
+        idx = jnp.where(at_goal, -1, i).astype(jnp.int32)
+        sub = jnp.where(at_goal, target, bank[i])
+        # Progress towards the target; none for `patience` steps cuts where the agent is.
+        gained = here < s.best - 1.0
+        best = jnp.where(gained, here, s.best)
+        stuck = jnp.where(gained, 0, s.stuck + 1)
+        cut = (cfg.patience > 0) & (stuck >= cfg.patience)
+        slot = s.n_cuts % cfg.max_cuts
+        cuts = jnp.where(cut, s.cuts.at[slot].set(jz.astype(jnp.int32)), s.cuts)
+        s = s._replace(cuts=cuts, n_cuts=s.n_cuts + cut.astype(jnp.int32), stale=cut,
+                       idx=idx, best=jnp.where(cut, jnp.inf, best),
+                       stuck=jnp.where(cut, 0, stuck))
+        return s, sub, {**level_info(), "idx": idx, "cut": cut, "togo": here}
+
+    return Level(init, step)

@@ -1,0 +1,139 @@
+"""The point-mass maze: layouts, the pure-JAX env, its oracle, generated maze families.
+
+Registered as `env = "pointmaze"`. Its `[env_args]`: `layout` (ASCII text, or a file
+relative to the task file), `start_goal` ("fixed": the S/G cells or `start`/`goal`;
+"random": pairs at least `min_distance` BFS cells apart; "pairs": the listed `pairs`),
+`waypoints` (cells visited in order before the goal), `success_radius` (cells),
+`max_step`, `slip_prob`, `obs` ("state" or "pixels"), `image_size`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hplan.core import ConfigError, register
+from hplan.envs.pointmaze.env import MazeConfig, PointMaze
+from hplan.envs.pointmaze.layout import Layout, load_layout, parse_layout
+from hplan.envs.wrappers import GoalWrapper
+
+MAX_PAIRS = 4096  # candidate start/goal pairs kept for random sampling
+
+__all__ = ["MazeConfig", "PointMaze", "Layout", "load_layout", "parse_layout", "make_maze"]
+
+
+def _cell(value, key: str) -> tuple[int, int]:
+    if (not isinstance(value, list | tuple) or len(value) != 2
+            or not all(isinstance(v, int | np.integer) for v in value)):
+        raise ConfigError(key, f"{key} = {value!r} is not a cell", f"write {key} = [row, col]")
+    return int(value[0]), int(value[1])
+
+
+def read_layout(layout: str, base_dir: str | Path | None = None) -> Layout:
+    """ASCII text, or the name of a layout file (relative to `base_dir`)."""
+    text = layout.strip()
+    if "\n" not in text and not set(text) <= set("#.SG"):
+        path = Path(base_dir or ".") / text
+        if not path.is_file():
+            raise ConfigError("layout", f"layout file {str(path)!r} not found",
+                              "give a path relative to the task file, or an inline layout")
+        return parse_layout(path.read_text(), source=str(path))
+    return parse_layout(layout, source="<layout>")
+
+
+def pairs_of(layout: Layout, start_goal: str, min_distance: int = 0, start=None, goal=None,
+             pairs=()) -> tuple[np.ndarray, np.ndarray]:
+    """Start and goal cells [n, 2] for a start/goal rule."""
+    free, idx, dist = layout.free_cells, layout.cell_index(), layout.distances()
+
+    def check_free(cell, key, what):
+        if not layout.is_free(cell):
+            h, w = layout.shape
+            where = "outside the layout" if not (0 <= cell[0] < h and 0 <= cell[1] < w) \
+                else "on a wall"
+            raise ConfigError(key, f"{what} cell {tuple(cell)} is {where}",
+                              f"pick a '.' cell; the layout is {h}x{w}")
+
+    def check_joined(s, g, key):
+        if dist[idx[tuple(s)], idx[tuple(g)]] < 0:
+            raise ConfigError(key, f"goal {tuple(g)} is unreachable from start {tuple(s)}",
+                              "choose cells joined by free cells")
+
+    if start_goal == "fixed":
+        s = _cell(start, "start") if start is not None else layout.start
+        g = _cell(goal, "goal") if goal is not None else layout.goal
+        if s is None or g is None:
+            raise ConfigError("start_goal", "fixed start_goal needs a start and a goal",
+                              "put 'S' and 'G' in the layout, or set start = [r, c] and "
+                              "goal = [r, c], or use start_goal = 'random'")
+        check_free(s, "start", "start")
+        check_free(g, "goal", "goal")
+        check_joined(s, g, "goal")
+        return np.array([s]), np.array([g])
+    if start_goal == "pairs":
+        if not pairs:
+            raise ConfigError("pairs", "start_goal = 'pairs' needs a list of pairs",
+                              "add pairs = [[[row, col], [row, col]], ...] (start, goal)")
+        out = []
+        for i, p in enumerate(pairs):
+            if not isinstance(p, list | tuple) or len(p) != 2:
+                raise ConfigError("pairs", f"pair {i} = {p!r} is not [start, goal]",
+                                  "write pairs = [[[row, col], [row, col]], ...]")
+            s, g = _cell(p[0], "pairs"), _cell(p[1], "pairs")
+            check_free(s, "pairs", f"pair {i}: start")
+            check_free(g, "pairs", f"pair {i}: goal")
+            check_joined(s, g, "pairs")
+            out.append((s, g))
+        return np.array([s for s, _ in out]), np.array([g for _, g in out])
+    if start_goal != "random":
+        raise ConfigError("start_goal", f"unknown start_goal={start_goal!r}",
+                          "use 'fixed', 'random' or 'pairs'")
+    si, gi = np.nonzero(dist >= max(min_distance, 1))
+    if len(si) == 0:
+        raise ConfigError("min_distance", f"no start/goal pair is {min_distance} cells "
+                          f"apart; the longest geodesic distance here is {dist.max()}",
+                          f"set min_distance <= {dist.max()}")
+    if len(si) > MAX_PAIRS:
+        keep = np.random.default_rng(0).choice(len(si), MAX_PAIRS, replace=False)
+        si, gi = si[keep], gi[keep]
+    return free[si], free[gi]
+
+
+def make_maze(layout: str | Layout, start_goal: str = "fixed", min_distance: int = 0,
+              start=None, goal=None, pairs=(), waypoints=(), success_radius: float = 0.5,
+              max_step: float = 0.5, slip_prob: float = 0.0, obs: str = "state",
+              image_size: int = 32, base_dir: str | None = None) -> GoalWrapper:
+    """A goal-reaching point maze (the `pointmaze` factory)."""
+    lay = layout if isinstance(layout, Layout) else read_layout(layout, base_dir)
+    starts, goals = pairs_of(lay, start_goal, min_distance, start, goal, pairs)
+    wps = [_cell(w, "waypoints") for w in waypoints]
+    for i, w in enumerate(wps):
+        if not lay.is_free(w):
+            raise ConfigError("waypoints", f"waypoint {i} at cell {w} is not a free cell",
+                              "put every waypoint on a '.' cell")
+    maze = PointMaze(lay, MazeConfig(max_step=max_step, slip_prob=slip_prob, obs_type=obs,
+                                     image_size=image_size))
+    return GoalWrapper(maze, starts + 0.5, goals + 0.5,
+                       np.asarray(wps, np.float32).reshape(-1, 2) + 0.5, success_radius)
+
+
+register("pointmaze", make_maze)
+
+
+def task_defaults(env_args: dict, base_dir: str | None = None) -> dict:
+    """Task settings a maze needs no tuning for: an episode long enough to cross it three
+    times at full speed, and (for random pairs) start/goal at least half its longest
+    shortest path apart (at most 15 cells)."""
+    lay = read_layout(env_args["layout"], base_dir)
+    maxd = int(lay.distances().max())
+    out = {"episode_length": int(np.clip(3 * maxd / env_args.get("max_step", 0.5), 60, 800))}
+    if env_args.get("start_goal", "fixed") == "random" and "min_distance" not in env_args:
+        out["min_distance"] = min(15, max(1, maxd // 2))
+    return out
+
+
+make_maze.task_defaults = task_defaults
+# What shapes the world (and so the data and the stack); starts, goals, waypoints and the
+# success radius do not.
+make_maze.world_args = ("layout", "max_step", "slip_prob", "obs", "image_size")

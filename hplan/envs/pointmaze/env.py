@@ -1,0 +1,176 @@
+"""Point-mass maze in pure JAX: solid walls, sliding contact, optional slip and pixels.
+
+Coordinates are continuous (row, col) in cell units: cell (r, c) covers
+[r, r+1) x [c, c+1). The action is a 2-D velocity in [-1, 1]^2 scaled by `max_step`
+(< 1 cell), applied one axis at a time so that the agent slides along walls and can
+never enter or tunnel through one. Goal space is that (row, col) position
+(`metrics["xy"]`); `hplan.envs.wrappers.GoalWrapper` adds starts, goals and stages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from hplan.core import ConfigError, State
+from hplan.envs.pointmaze.layout import Layout
+
+_EPS = 1e-3  # keeps a blocked agent strictly inside its free cell
+
+
+@struct.dataclass
+class MazeState:
+    pos: jax.Array  # [2] (row, col)
+    key: jax.Array
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MazeConfig:
+    max_step: float = 0.5
+    slip_prob: float = 0.0  # chance an action is replaced by a random one
+    obs_type: str = "state"  # "state" or "pixels"
+    image_size: int = 32
+
+    def __post_init__(self):
+        if not 0 < self.max_step < 1:
+            raise ConfigError("max_step", f"max_step={self.max_step} must be in (0, 1) "
+                              "cells", "use e.g. 0.5; larger steps could jump across a wall")
+        if self.obs_type not in ("state", "pixels"):
+            raise ConfigError("obs", f"obs={self.obs_type!r}", "use 'state' or 'pixels'")
+        if not 0 <= self.slip_prob <= 1:
+            raise ConfigError("slip_prob", f"slip_prob={self.slip_prob} must be in [0, 1]",
+                              "use a probability")
+        if not 8 <= self.image_size <= 256:
+            raise ConfigError("image_size", f"image_size={self.image_size}",
+                              "use a size between 8 and 256 pixels")
+
+
+class PointMaze:
+    """The maze world: `reset`/`explore_reset` at a random free position, `reset_at` a
+    given one; goal-space hooks for `GoalWrapper`; an `oracle` for benchmarks."""
+
+    def __init__(self, layout: Layout, config: MazeConfig = MazeConfig()):
+        self.layout = layout
+        self.config = config
+        self.walls = jnp.asarray(layout.walls)
+        self._free = jnp.asarray(layout.free_cells, jnp.float32)
+        h, w = layout.shape
+        self._scale = jnp.array([h, w], jnp.float32)
+        self._wall_image = jnp.asarray(self._render_walls(layout.walls, config.image_size))
+
+    # -- protocol -------------------------------------------------------------------------
+    @property
+    def action_size(self) -> int:
+        return 2
+
+    @property
+    def observation_size(self) -> int | tuple[int, ...]:
+        if self.config.obs_type == "pixels":
+            return (self.config.image_size, self.config.image_size, 2)
+        return 2
+
+    @property
+    def action_scale(self) -> float:
+        """Goal-space (cells) displacement of a unit action along one axis."""
+        return self.config.max_step
+
+    @property
+    def oracle(self):
+        from hplan.envs.pointmaze.oracle import MazeOracle
+
+        cached = self.__dict__.get("_oracle")
+        if cached is None:
+            cached = self.__dict__["_oracle"] = MazeOracle(self)
+        return cached
+
+    def reset(self, key: jax.Array) -> State:
+        return self.explore_reset(key)
+
+    def explore_reset(self, key: jax.Array) -> State:
+        """A uniformly random free cell, jittered within it: exploration data then covers
+        the whole layout, not just the task's starts."""
+        k_cell, k_jit, k_next = jax.random.split(key, 3)
+        cell = self._free[jax.random.randint(k_cell, (), 0, self._free.shape[0])]
+        pos = cell + 0.5 + jax.random.uniform(k_jit, (2,), minval=-0.45, maxval=0.45)
+        return self.reset_at(k_next, pos)
+
+    def reset_at(self, key: jax.Array, pos: jax.Array) -> State:
+        """The agent placed at `pos` (continuous cell coordinates)."""
+        ms = MazeState(pos=jnp.asarray(pos, jnp.float32), key=key)
+        return self._state(ms, reward=jnp.float32(0))
+
+    def step(self, state: State, action: jax.Array) -> State:
+        ms: MazeState = state.env_state
+        action = _sanitize(action)
+        key, k_slip, k_rand = jax.random.split(ms.key, 3)
+        if self.config.slip_prob > 0:
+            slip = jax.random.uniform(k_slip) < self.config.slip_prob
+            action = jnp.where(slip, jax.random.uniform(k_rand, (2,), minval=-1, maxval=1),
+                               action)
+        new = self._state(ms.replace(pos=self.move(ms.pos, action), key=key), jnp.float32(0))
+        return new.replace(info={**state.info, **new.info},
+                           metrics={**state.metrics, **new.metrics})
+
+    def goal_obs(self, pos: jax.Array) -> jax.Array:
+        """What the agent observes at `pos`: encodes goals."""
+        return self.observe(pos)
+
+    # -- dynamics -------------------------------------------------------------------------
+    def move(self, pos: jax.Array, action: jax.Array) -> jax.Array:
+        """True dynamics: pos' = pos + max_step * clip(action), blocked by walls per axis."""
+        delta = self.config.max_step * _sanitize(action)
+        pos = self._move_axis(pos, delta[0], 0)
+        return self._move_axis(pos, delta[1], 1)
+
+    def _move_axis(self, pos: jax.Array, d: jax.Array, axis: int) -> jax.Array:
+        cell = jnp.floor(pos).astype(jnp.int32)
+        new = pos[axis] + d
+        tgt = cell.at[axis].set(jnp.floor(new).astype(jnp.int32))
+        blocked = self._is_wall(tgt)
+        edge = jnp.where(d > 0, cell[axis] + 1 - _EPS, cell[axis] + _EPS)
+        new = jnp.where(blocked, edge, new)
+        return pos.at[axis].set(new)
+
+    def _is_wall(self, cell: jax.Array) -> jax.Array:
+        h, w = self.walls.shape
+        inside = (cell[0] >= 0) & (cell[0] < h) & (cell[1] >= 0) & (cell[1] < w)
+        safe = jnp.clip(cell, 0, jnp.array([h - 1, w - 1]))
+        return ~inside | self.walls[safe[0], safe[1]]
+
+    # -- observations ---------------------------------------------------------------------
+    def observe(self, pos: jax.Array) -> jax.Array:
+        """State: the position scaled to [-1, 1]; pixels: a uint8 top-down frame (walls,
+        agent), stored as observed."""
+        if self.config.obs_type == "pixels":
+            return self._render_agent(pos)
+        return pos / self._scale * 2.0 - 1.0
+
+    def _state(self, ms: MazeState, reward: jax.Array) -> State:
+        return State(env_state=ms, obs=self.observe(ms.pos), reward=reward,
+                     done=jnp.bool_(False), metrics={"xy": ms.pos}, info={})
+
+    @staticmethod
+    def _render_walls(walls: np.ndarray, size: int) -> np.ndarray:
+        h, w = walls.shape
+        rows = ((np.arange(size) + 0.5) / size * h).astype(int)
+        cols = ((np.arange(size) + 0.5) / size * w).astype(int)
+        return walls[rows][:, cols].astype(np.float32)
+
+    def _render_agent(self, pos: jax.Array) -> jax.Array:
+        size = self.config.image_size
+        h, w = self.walls.shape
+        u = (jnp.arange(size) + 0.5) / size
+        rr, cc = u[:, None] * h, u[None, :] * w
+        sigma = 0.5 * max(h, w) / size + 0.35
+        blob = jnp.exp(-((rr - pos[0]) ** 2 + (cc - pos[1]) ** 2) / (2 * sigma**2))
+        img = jnp.stack([self._wall_image, blob], axis=-1)
+        return jnp.round(255 * img).astype(jnp.uint8)
+
+
+def _sanitize(action: jax.Array) -> jax.Array:
+    action = jnp.asarray(action, jnp.float32)
+    return jnp.clip(jnp.where(jnp.isfinite(action), action, 0.0), -1.0, 1.0)

@@ -1,0 +1,123 @@
+"""Random small mazes whose hard pairs are near in the plane but far through the corridors.
+
+Graph search over replay-buffer states fails on such pairs when an edge or a join says
+"near" across a wall (a wormhole). `near_far_pairs` finds them in any layout:
+- `corner`: two free cells that touch only at a corner (both cells they share are walls),
+- `behind`: cells at most `near` cells apart in a straight line with a wall between,
+  the way round at least `ratio` times longer (goals behind a wall, U-turns round a stub).
+`family(seed, n)` draws layouts that hold both kinds, reproducibly from the seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from hplan.envs.pointmaze.layout import Layout, parse_layout
+
+KINDS = ("corner", "behind")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    start: tuple[int, int]
+    goal: tuple[int, int]
+    kind: str  # "corner" or "behind"
+    straight: float  # centre-to-centre distance, cells
+    bfs: int  # 4-connected geodesic distance, cells
+
+
+def near_far_pairs(layout: Layout, near: float = 3.0, ratio: float = 3.0,
+                   min_bfs: int = 4) -> list[Pair]:
+    """Every ordered pair of free cells that is close in a straight line and far round."""
+    free = layout.free_cells
+    dist = layout.distances()
+    walls = layout.walls
+    out = []
+    for i, a in enumerate(free):
+        for j, b in enumerate(free):
+            d = dist[i, j]
+            if i == j or d < 0:
+                continue
+            straight = float(np.hypot(*(b - a)))
+            if straight > near or d < max(min_bfs, ratio * straight):
+                continue
+            dr, dc = b - a
+            corner = (abs(dr) == 1 and abs(dc) == 1 and walls[a[0] + dr, a[1]]
+                      and walls[a[0], a[1] + dc])
+            out.append(Pair((int(a[0]), int(a[1])), (int(b[0]), int(b[1])),
+                            "corner" if corner else "behind", straight, int(d)))
+    return out
+
+
+def _largest_region(walls: np.ndarray) -> Layout:
+    """Keep the largest 4-connected free region, trimmed to it plus a wall border."""
+    from scipy.ndimage import label
+
+    lab, n = label(~walls)
+    sizes = np.bincount(lab.ravel())[1:]
+    free = lab == (1 + int(np.argmax(sizes)))
+    rows, cols = np.nonzero(free)
+    free = np.pad(free[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1], 1)
+    text = "\n".join("".join("." if f else "#" for f in row) for row in free)
+    return parse_layout(text, source="<generated>")
+
+
+def random_layout(rng: np.random.Generator, rows: int, cols: int) -> Layout:
+    """A random small maze of one of two styles, chosen at random:
+    - corridors: a depth-first maze over rooms at odd cells, with a few wall cells opened
+      (opened cells between diagonal rooms make corner-touching pairs and loops);
+    - blobs: independent random walls (density 0.38), open pockets and short corridors.
+    The largest 4-connected free region is kept."""
+    if rng.random() < 0.5:
+        walls = rng.random((rows, cols)) < 0.38
+    else:
+        walls = np.ones((rows, cols), bool)
+        rooms = [(r, c) for r in range(1, rows - 1, 2) for c in range(1, cols - 1, 2)]
+        seen = {rooms[int(rng.integers(len(rooms)))]}
+        stack = list(seen)
+        while stack:
+            r, c = stack[-1]
+            walls[r, c] = False
+            nbrs = [(r + dr, c + dc) for dr, dc in ((2, 0), (-2, 0), (0, 2), (0, -2))
+                    if 0 < r + dr < rows - 1 and 0 < c + dc < cols - 1
+                    and (r + dr, c + dc) not in seen]
+            if not nbrs:
+                stack.pop()
+                continue
+            nr, nc = nbrs[int(rng.integers(len(nbrs)))]
+            walls[(r + nr) // 2, (c + nc) // 2] = False
+            seen.add((nr, nc))
+            stack.append((nr, nc))
+        walls &= rng.random((rows, cols)) >= 0.15
+    walls[0, :] = walls[-1, :] = walls[:, 0] = walls[:, -1] = True
+    if walls.all():
+        return random_layout(rng, rows, cols)
+    return _largest_region(walls)
+
+
+def family(seed: int, n: int, rows: tuple[int, int] = (7, 9), cols: tuple[int, int] = (7, 10),
+           min_free: int = 18, per_kind: int = 2) -> list[tuple[Layout, list[Pair]]]:
+    """`n` layouts, each with at least `per_kind` pairs of every kind, and those pairs."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        lay = random_layout(rng, int(rng.integers(rows[0], rows[1] + 1)),
+                            int(rng.integers(cols[0], cols[1] + 1)))
+        if len(lay.free_cells) < min_free:
+            continue
+        pairs = near_far_pairs(lay)
+        if all(sum(p.kind == k for p in pairs) >= per_kind for k in KINDS):
+            out.append((lay, pairs))
+    return out
+
+
+def pick_pairs(pairs: list[Pair], k: int, rng: np.random.Generator) -> list[Pair]:
+    """`k` pairs, the kinds taking turns (corner, behind, ...), each drawn at random."""
+    by_kind = {kind: [p for p in pairs if p.kind == kind] for kind in KINDS}
+    chosen = []
+    for i in range(k):
+        pool = by_kind[KINDS[i % len(KINDS)]] or pairs
+        chosen.append(pool[int(rng.integers(len(pool)))])
+    return chosen

@@ -1,0 +1,130 @@
+"""What only the point maze knows: optimal paths, geodesic distances, walls, a picture.
+
+Benchmarks and diagnostics read these through `env.oracle`; where an env has no oracle
+they print n/a. None of it is available to an agent.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.stats import spearmanr
+
+from hplan.envs.pointmaze.layout import Geodesic
+
+
+class MazeOracle:
+    def __init__(self, maze):
+        self.maze = maze
+        self.layout = maze.layout
+        self.max_step = maze.config.max_step
+        self._geo = None
+
+    @property
+    def geo(self) -> Geodesic:
+        if self._geo is None:
+            self._geo = Geodesic(self.layout)
+        return self._geo
+
+    # -- paths ------------------------------------------------------------------------------
+    def geodesic(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Optimal steps between goal-space points a[i] and b[i] ([N, 2] each)."""
+        return self.geo.cells(np.asarray(a), np.asarray(b)) / self.max_step
+
+    def optimal_steps(self, first) -> np.ndarray:
+        """Optimal steps of each episode from its start through every target (`first`:
+        the batched first states, with the `GoalWrapper`'s targets)."""
+        start = np.asarray(first.metrics["xy"])
+        targets = np.asarray(first.info["targets"])
+        pts = np.concatenate([start[:, None], targets], axis=1)
+        legs = self.geodesic(pts[:, :-1].reshape(-1, 2), pts[:, 1:].reshape(-1, 2))
+        return legs.reshape(len(pts), -1).sum(1)
+
+    def bfs_steps(self, first) -> np.ndarray:
+        """The older optimum: 4-connected cell BFS through every target / max_step (no
+        diagonal moves, so longer than `optimal_steps`)."""
+        idx, dist = self.layout.cell_index(), self.layout.distances()
+        pts = np.concatenate([np.asarray(first.metrics["xy"])[:, None],
+                              np.asarray(first.info["targets"])], axis=1)
+        cells = np.floor(pts).astype(int)
+        ids = idx[cells[..., 0], cells[..., 1]]
+        return dist[ids[:, :-1], ids[:, 1:]].sum(1) / self.max_step
+
+    # -- places -----------------------------------------------------------------------------
+    def region(self, xy: np.ndarray) -> np.ndarray:
+        """The cell of each point [..., 2] (for "where did the agent spend its time")."""
+        return np.floor(np.asarray(xy)).astype(int)
+
+    def near_obstacle(self, xy: np.ndarray, margin: float = 0.2) -> np.ndarray:
+        """True where a point is within `margin` cells of a wall cell (8-neighbourhood)."""
+        pos = np.asarray(xy)
+        cells = np.floor(pos).astype(int)
+        frac = pos - cells
+        walls = np.pad(self.layout.walls, 1, constant_values=True)
+        out = np.zeros(pos.shape[:-1], bool)
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                if dr == dc == 0:
+                    continue
+                w = walls[cells[..., 0] + 1 + dr, cells[..., 1] + 1 + dc]
+                dist_r = np.where(dr < 0, frac[..., 0], np.where(dr > 0, 1 - frac[..., 0], 0))
+                dist_c = np.where(dc < 0, frac[..., 1], np.where(dc > 0, 1 - frac[..., 1], 0))
+                out |= w & (np.hypot(dist_r, dist_c) < margin)
+        return out
+
+    def draw(self, ax) -> None:
+        from hplan.envs.pointmaze.render import draw_layout
+
+        draw_layout(ax, self.layout)
+
+    @staticmethod
+    def plot_xy(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Plot coordinates (x right, y down) of goal-space (row, col) points."""
+        xy = np.asarray(xy)
+        return xy[..., 1], xy[..., 0]
+
+    def coverage(self, ax, xy: np.ndarray) -> str:
+        """Visit counts per cell drawn on `ax`; returns a one-line summary."""
+        from hplan.envs.pointmaze.render import draw_counts
+
+        cells = np.floor(np.asarray(xy).reshape(-1, 2)).astype(int)
+        counts = np.zeros(self.layout.shape, np.int64)
+        np.add.at(counts, (cells[:, 0], cells[:, 1]), 1)
+        im = draw_counts(ax, self.layout, counts)
+        ax.figure.colorbar(im, ax=ax, label="log10(visits + 1)", shrink=0.8)
+        free = ~self.layout.walls
+        return (f"{np.mean(counts[free] > 0):.0%} of free cells visited, min "
+                f"{counts[free].min()} visits")
+
+    # -- critics ----------------------------------------------------------------------------
+    def critic_quality(self, value_fn, encode, n_pairs: int = 20000, seed: int = 0) -> dict:
+        """Spearman rank correlation of `value_fn(z, g)` with BFS distance between free-cell
+        centres, and descent consistency: the share of (cell, goal) pairs where the
+        neighbouring cell with the lowest cost-to-go is one step closer along BFS.
+        `encode(obs [n, ...]) -> z [n, d]`."""
+        layout = self.layout
+        cells = layout.free_cells
+        obs = jax.vmap(self.maze.observe)(jnp.asarray(cells + 0.5, jnp.float32))
+        z_cells = np.asarray(encode(obs))
+        dist = layout.distances()
+        n = len(z_cells)
+        rng = np.random.default_rng(seed)
+        a, b = rng.integers(0, n, n_pairs), rng.integers(0, n, n_pairs)
+        keep = (a != b) & (dist[a, b] > 0)
+        a, b = a[keep], b[keep]
+        vf = jax.jit(jax.vmap(value_fn))
+        v = np.asarray(vf(jnp.asarray(z_cells[a]), jnp.asarray(z_cells[b])))
+        rho = float(spearmanr(v, dist[a, b]).statistic)
+        idx = np.pad(layout.cell_index(), 1, constant_values=-1)
+        nb = np.stack([idx[cells[:, 0] + 1 + dr, cells[:, 1] + 1 + dc]
+                       for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1))], 1)
+        cand = nb[a]
+        valid = cand >= 0
+        safe = np.where(valid, cand, 0)
+        vn = np.asarray(vf(jnp.asarray(z_cells[safe.reshape(-1)]),
+                           jnp.asarray(np.repeat(z_cells[b], 4, axis=0)))).reshape(-1, 4)
+        vn = np.where(valid, vn, np.inf)
+        best = safe[np.arange(len(a)), vn.argmin(1)]
+        descent = float(np.mean(dist[best, b] < dist[a, b]))
+        return {"spearman": rho, "descent_consistency": descent, "pairs": int(len(a))}

@@ -1,0 +1,1 @@
+"""Evaluation: one evaluator for every policy, and agents compared side by side."""

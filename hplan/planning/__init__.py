@@ -1,0 +1,1 @@
+"""Planning: planners over action sequences (optax style) and objective terms."""

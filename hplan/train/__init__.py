@@ -1,0 +1,1 @@
+"""Training: the chunked, checkpointed loop and the stack pipeline (all the I/O)."""

@@ -1,0 +1,1 @@
+"""World models: modules, JEPA training, critics, the stack and its diagnostics."""

@@ -1,0 +1,211 @@
+"""Goal-conditioned cost-to-go `V(z, g)` learned from reward-free data.
+
+Two methods. "graph" (default): shortest paths over the dataset's own transitions
+(search on the replay buffer), distilled into the network by regression; it converges in
+a few thousand updates. "td": expectile temporal-difference learning, described below.
+
+Costs are 1 per transition of the critic's stride. Goals are the current state (cost 0),
+a later state of the same trajectory, or a random dataset state; the last kind, with
+bootstrapping, stitches short exploration trajectories into long-range distances. A
+low expectile of the TD target approximates the minimum over the data's actions, so `V`
+tracks the shortest path rather than the random walk. An EMA target stabilises it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from hplan.wm.models import Critic, WMConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticConfig:
+    method: str = "graph"  # "graph": distil dataset-graph distances; "td": expectile TD
+    nodes: int = 4096  # graph method: dataset states used as graph nodes
+    steps: int = 20000
+    batch: int = 512
+    lr: float = 1e-3
+    expectile: float = 0.1  # weight on targets above V; < 0.5 tracks the minimum
+    discount: float = 1.0  # undiscounted: V counts strides to the goal
+    p_self: float = 0.1
+    p_future: float = 0.5  # the rest are random dataset states
+    future_mean: float = 24.0  # mean gap (base steps) of same-trajectory goals
+    ema: float = 0.995
+    nstep: int = 8  # TD targets along the data's own path, 1..nstep strides ahead
+    chunk: int = 500
+    seed: int = 0
+
+
+def make_chunk(graphdef, opt, z: jax.Array, stride: int, cc: CriticConfig):
+    """`z` [N, T+1, d] frozen latents. Returns `chunk(state) -> (state, metrics)`."""
+    n, t1, _ = z.shape
+    t = t1 - 1
+    if t < stride:
+        raise ValueError(f"episodes of {t} steps are shorter than the critic stride {stride}")
+    base = jax.random.key(cc.seed + 1)
+
+    def value(params, a, g):
+        return nnx.merge(graphdef, params)(a, g)
+
+    def sample(key):
+        ks = jax.random.split(key, 7)
+        b = cc.batch
+        i = jax.random.randint(ks[0], (b,), 0, n)
+        ti = jax.random.randint(ks[1], (b,), 0, t - stride + 1)
+        # n-step: any path the data took is an upper bound on the shortest one, and the
+        # low expectile keeps the smallest; longer jumps propagate distances faster.
+        k = jax.random.randint(ks[6], (b,), 1, cc.nstep + 1)
+        k = jnp.minimum(k, (t - ti) // stride)
+        tn = ti + k * stride
+        kind = jax.random.uniform(ks[2], (b,))
+        gap = 1 + jax.random.geometric(ks[3], 1.0 / cc.future_mean, (b,)).astype(jnp.int32)
+        tf = jnp.minimum(ti + gap, t)
+        ir = jax.random.randint(ks[4], (b,), 0, n)
+        tr = jax.random.randint(ks[5], (b,), 0, t1)
+        is_self = kind < cc.p_self
+        is_future = (~is_self) & (kind < cc.p_self + cc.p_future)
+        gi = jnp.where(is_self, i, jnp.where(is_future, i, ir))
+        gt = jnp.where(is_self, ti, jnp.where(is_future, tf, tr))
+        same = gi == i
+        reached_now = same & (gt == ti)
+        # Goal passed on the way: its cost is the number of strides to reach it.
+        reached_next = same & (gt > ti) & (gt <= tn)
+        steps_to_goal = jnp.where(reached_next, -(-(gt - ti) // stride), k)
+        return z[i, ti], z[i, tn], z[gi, gt], reached_now, reached_next, steps_to_goal
+
+    def update(state, _):
+        zs, zn, g, now, nxt, k = sample(jax.random.fold_in(base, state["step"]))
+        v_next = value(state["target"], zn, g)
+        run_cost = (k.astype(jnp.float32) if cc.discount == 1.0
+                    else (1 - cc.discount**k) / (1 - cc.discount))
+        y = jnp.where(now, 0.0, jnp.where(nxt, run_cost, run_cost + cc.discount**k * v_next))
+        y = jax.lax.stop_gradient(y)
+
+        def loss_fn(params):
+            v = value(params, zs, g)
+            diff = y - v
+            w = jnp.where(diff > 0, cc.expectile, 1.0 - cc.expectile)
+            return jnp.mean(w * diff**2), jnp.mean(v)
+
+        (loss, vmean), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        upd, opt_state = opt.update(grads, state["opt"], state["params"])
+        params = optax.apply_updates(state["params"], upd)
+        target = optax.incremental_update(params, state["target"], 1 - cc.ema)
+        return ({"params": params, "target": target, "opt": opt_state,
+                 "step": state["step"] + 1}, {"critic_loss": loss, "v_mean": vmean})
+
+    def chunk(state):
+        return jax.lax.scan(update, state, None, length=cc.chunk)
+
+    return chunk
+
+
+def graph_distances(z: np.ndarray, n_nodes: int, seed: int = 0):
+    """Shortest-path step counts over the dataset's own transitions (search on the data).
+
+    Every state is snapped to its nearest of `n_nodes` sampled dataset states; each
+    observed transition is an edge of cost 1, so walls (never crossed by data) are
+    respected and separate trajectories are stitched where they pass the same node.
+    Returns (node id per state [N, T+1], distances [n_nodes, n_nodes] in steps).
+    """
+    n, t1, _ = z.shape
+    rng = np.random.default_rng(seed)
+    ids, dist = transition_graph(z, rng.choice(n * t1, min(n_nodes, n * t1), replace=False))
+    finite = np.isfinite(dist)
+    dist[~finite] = dist[finite].max() + 1
+    return ids, dist
+
+
+def transition_graph(z: np.ndarray, node_idx: np.ndarray, directed: bool = True):
+    """`graph_distances` over given nodes (flat indices into `z` [N, T+1, d]); pairs the
+    data never joins are `inf`."""
+    from scipy.sparse.csgraph import shortest_path
+
+    ids, g = transition_links(z, node_idx)
+    return ids, shortest_path(g, method="D", directed=directed).astype(np.float32)
+
+
+def transition_links(z: np.ndarray, node_idx: np.ndarray):
+    """(node id per state [N, T+1], sparse directed link matrix): every state snaps to its
+    nearest node and each observed transition between two nodes links them, its length
+    the distance between the nodes in full-speed steps."""
+    from scipy.sparse import coo_matrix
+
+    z = np.asarray(z)
+    n, t1, d = z.shape
+    flat = z.reshape(-1, d)
+    nodes = flat[np.asarray(node_idx)]
+    nj = jnp.asarray(nodes)
+    sq = jnp.sum(nj**2, -1)
+
+    @jax.jit
+    def nearest(x):
+        return jnp.argmin(sq[None] - 2 * x @ nj.T, axis=1)
+
+    ids = np.concatenate([np.asarray(nearest(jnp.asarray(flat[i: i + 16384])))
+                          for i in range(0, len(flat), 16384)]).reshape(n, t1)
+    src, dst = ids[:, :-1].ravel(), ids[:, 1:].ravel()
+    # A node that duplicates another state (an agent pinned at a wall) snaps to that one:
+    # link the two, or it would sit alone.
+    self_id = ids.reshape(-1)[np.asarray(node_idx)]
+    src = np.concatenate([src, np.arange(len(self_id))])
+    dst = np.concatenate([dst, self_id])
+    keep = src != dst
+    src, dst = src[keep], dst[keep]
+    # Edge length: distance between the two nodes, in units of a full-speed step (the
+    # 95th percentile of the data's own per-step displacement). Hop counts would make
+    # every edge cost the same, however far apart its nodes are.
+    step = max(np.percentile(np.linalg.norm(np.diff(z, axis=1), axis=-1), 95), 1e-8)
+    g = coo_matrix((np.ones(len(src)), (src, dst)), shape=(len(nodes),) * 2).tocsr()
+    g.sum_duplicates()  # one edge per observed node pair; its length is set below
+    g.data = np.maximum(np.linalg.norm(
+        nodes[np.repeat(np.arange(len(nodes)), np.diff(g.indptr))] - nodes[g.indices],
+        axis=-1) / step, 1e-3)
+    return ids, g
+
+
+def make_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: np.ndarray,
+                     stride: int, cc: CriticConfig):
+    """Regress V(z_x, z_y) onto the graph distance between the nodes of x and y."""
+    n, t1, _ = z.shape
+    ids, dist = jnp.asarray(ids), jnp.asarray(dist) / stride
+    base = jax.random.key(cc.seed + 2)
+
+    def update(state, _):
+        ks = jax.random.split(jax.random.fold_in(base, state["step"]), 5)
+        b = cc.batch
+        i, ti = jax.random.randint(ks[0], (b,), 0, n), jax.random.randint(ks[1], (b,), 0, t1)
+        # Half the goals come from the same trajectory, so short ranges are well covered.
+        gi = jnp.where(jax.random.uniform(ks[4]) < 0.5, i, jax.random.randint(ks[2], (b,), 0, n))
+        gt = jax.random.randint(ks[3], (b,), 0, t1)
+        y = dist[ids[i, ti], ids[gi, gt]]
+
+        def loss_fn(params):
+            v = nnx.merge(graphdef, params)(z[i, ti], z[gi, gt])
+            return jnp.mean((v - y) ** 2 / (1.0 + y)), jnp.mean(v)
+
+        (loss, vmean), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        upd, opt_state = opt.update(grads, state["opt"], state["params"])
+        params = optax.apply_updates(state["params"], upd)
+        return ({"params": params, "target": params, "opt": opt_state,
+                 "step": state["step"] + 1}, {"critic_loss": loss, "v_mean": vmean})
+
+    def chunk(state):
+        return jax.lax.scan(update, state, None, length=cc.chunk)
+
+    return chunk
+
+
+def init_state(wm: WMConfig, cc: CriticConfig, seed: int = 0):
+    critic = Critic(wm, nnx.Rngs(seed + 100))
+    graphdef, params = nnx.split(critic)
+    # Decaying the rate sharpens the fit: descent needs neighbour-level precision.
+    opt = optax.adam(optax.cosine_decay_schedule(cc.lr, cc.steps, alpha=0.05))
+    return graphdef, opt, {"params": params, "target": params, "opt": opt.init(params),
+                           "step": jnp.int32(0)}

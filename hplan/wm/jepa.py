@@ -1,0 +1,201 @@
+"""JEPA training of the world-model stack: multi-step latent prediction at every level,
+with VICReg (variance/covariance, on the latent and an expander) or an EMA target encoder
+against collapse. All levels train jointly on one shared encoder, so every level's
+predicted latents live in the same space and a high level's prediction is directly a
+subgoal for the level below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from hplan.wm.models import WMConfig, WorldModel
+
+ANTI_COLLAPSE = ("vicreg", "ema", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 8000
+    batch: int = 256
+    lr: float = 1e-3
+    # Cosine decay of the rate to lr * lr_final over `steps` (1: constant). Decayed, the
+    # level-0 one-step error halved on maze32, and the large-maze stack whose model was
+    # wrong at a wall corner (hier-2 0.65 there) was fixed (1.00).
+    lr_final: float = 0.05
+    rollout: tuple[int, ...] = (8, 3)  # prediction steps per level (in that level's strides)
+    anti_collapse: str = "vicreg"
+    var_weight: float = 1.0
+    cov_weight: float = 0.04
+    ema_decay: float = 0.99
+    inverse_weight: float = 0.0  # optional inverse-dynamics term on level 0
+    chunk: int = 250
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.anti_collapse not in ANTI_COLLAPSE:
+            raise ValueError(f"anti_collapse={self.anti_collapse!r}; use one of {ANTI_COLLAPSE}")
+        if not 0.0 <= self.lr_final <= 1.0:
+            raise ValueError(f"lr_final={self.lr_final!r} is a fraction of lr. Fix: use a "
+                             "number in [0, 1] (1: constant rate)")
+
+
+def span(wm: WMConfig, tc: TrainConfig) -> int:
+    """Base steps one training window needs."""
+    if len(tc.rollout) != wm.levels:
+        raise ValueError(f"rollout={tc.rollout} needs one entry per level ({wm.levels})")
+    return max(k * s for k, s in zip(tc.rollout, wm.strides, strict=True))
+
+
+def var_cov(z: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """VICReg variance hinge (std >= 1 per dim) and off-diagonal covariance penalty."""
+    z = z.reshape(-1, z.shape[-1])
+    z = z - z.mean(0)
+    std = jnp.sqrt(z.var(0) + 1e-4)
+    var = jnp.mean(jax.nn.relu(1.0 - std))
+    cov = (z.T @ z) / (z.shape[0] - 1)
+    off = cov - jnp.diag(jnp.diag(cov))
+    return var, jnp.sum(off**2) / z.shape[-1]
+
+
+def make_sampler(obs: jax.Array, actions: jax.Array, window: int, batch: int):
+    """Uniform windows of `window` actions and `window + 1` observations, on device."""
+    n, t = actions.shape[:2]
+    if t < window:
+        raise ValueError(f"episodes have {t} steps but training windows need {window}. Fix: "
+                         f"collect with --steps >= {window} or shorten TrainConfig.rollout")
+
+    def sample(key):
+        ki, kt = jax.random.split(key)
+        i = jax.random.randint(ki, (batch,), 0, n)
+        t0 = jax.random.randint(kt, (batch,), 0, t - window + 1)
+        idx = t0[:, None] + jnp.arange(window + 1)
+        o = obs[i[:, None], idx]
+        a = actions[i[:, None], idx[:, :-1]]
+        return o, a
+
+    return sample
+
+
+def level_windows(wm: WMConfig, tc: TrainConfig, o: jax.Array, a: jax.Array, level: int):
+    """Observations every `stride` steps and the matching action chunks for one level."""
+    s, k = wm.strides[level], tc.rollout[level]
+    obs = o[:, : k * s + 1 : s]
+    chunks = a[:, : k * s].reshape(a.shape[0], k, s, a.shape[-1])
+    return obs, chunks
+
+
+def make_loss(graphdef, wm: WMConfig, tc: TrainConfig):
+    def loss_fn(params, target_params, o, a):
+        model = nnx.merge(graphdef, params)
+        tgt_enc = nnx.merge(graphdef, target_params).encoder if tc.anti_collapse == "ema" else None
+        metrics = {}
+        total = 0.0
+        z_all = []
+        for level in range(wm.levels):
+            obs, chunks = level_windows(wm, tc, o, a, level)
+            z = model.encode(obs)  # [B, K+1, d]
+            z_all.append(z)
+            if tgt_enc is not None:
+                target = jax.lax.stop_gradient(tgt_enc(obs))
+                z0 = z[:, 0]
+            else:
+                target, z0 = z, z[:, 0]
+            acts = chunks[:, :, 0] if level == 0 else model.macros[level - 1](chunks)
+            pred = jax.vmap(lambda z0_, u, lv=level: model.rollout(lv, z0_, u))(z0, acts)
+            err = jnp.mean(jnp.sum((pred - target[:, 1:]) ** 2, -1))
+            metrics[f"pred{level}"] = err
+            total = total + err
+        z = jnp.concatenate([zz.reshape(-1, wm.latent_dim) for zz in z_all])
+        if tc.anti_collapse == "vicreg":
+            # Variance on the latent itself keeps its scale; covariance only through the
+            # expander, so the latent may stay a near-linear image of the (low-dim) state
+            # instead of folding itself to decorrelate all of its dimensions.
+            v1, _ = var_cov(z)
+            v2, c2 = var_cov(model.expander(z))
+            total = total + tc.var_weight * (v1 + v2) + tc.cov_weight * c2
+            metrics["var"], metrics["cov"] = v1 + v2, c2
+        metrics["std"] = jnp.mean(jnp.std(z, axis=0))
+        metrics["loss"] = total
+        return total, metrics
+
+    return loss_fn
+
+
+def init_state(model: WorldModel, tc: TrainConfig):
+    graphdef, params = nnx.split(model)
+    lr = (tc.lr if tc.lr_final == 1.0
+          else optax.cosine_decay_schedule(tc.lr, tc.steps, alpha=tc.lr_final))
+    opt = optax.adamw(lr, weight_decay=1e-5)
+    state = {"params": params, "target": params, "opt": opt.init(params),
+             "step": jnp.int32(0)}
+    return graphdef, opt, state
+
+
+def make_update(graphdef, opt, obs, actions, wm: WMConfig, tc: TrainConfig, base=None):
+    """`update(state, _) -> (state, metrics)`: one JEPA step; its randomness comes from
+    `fold_in(seed, step)`, so a resumed run replays the same updates."""
+    sample = make_sampler(obs, actions, span(wm, tc), tc.batch)
+    loss_fn = make_loss(graphdef, wm, tc)
+    base = jax.random.key(tc.seed) if base is None else base
+
+    def update(state, _):
+        o, a = sample(jax.random.fold_in(base, state["step"]))
+        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state["params"], state["target"], o, a)
+        upd, opt_state = opt.update(grads, state["opt"], state["params"])
+        params = optax.apply_updates(state["params"], upd)
+        target = optax.incremental_update(params, state["target"], 1 - tc.ema_decay)
+        return {"params": params, "target": target, "opt": opt_state,
+                "step": state["step"] + 1}, metrics
+
+    return update
+
+
+def make_chunk(graphdef, opt, obs, actions, wm: WMConfig, tc: TrainConfig):
+    """`chunk(state) -> (state, metrics)`: `tc.chunk` scanned updates."""
+    update = make_update(graphdef, opt, obs, actions, wm, tc)
+    return lambda state: jax.lax.scan(update, state, None, length=tc.chunk)
+
+
+def make_train(wm: WMConfig, tc: TrainConfig, obs, actions):
+    """purejaxrl shape: a pure `train(seed) -> (params, metrics per update)` over the
+    whole run, no I/O, so `jax.jit(jax.vmap(train))(seeds)` trains several stacks at once.
+    (`hplan.train.pipeline` runs the same updates in checkpointed chunks.)"""
+    obs, actions = jnp.asarray(obs), jnp.asarray(actions)
+    graphdef, _ = nnx.split(build_model(obs.shape[2:], actions.shape[-1], wm, 0))
+
+    def train(seed):
+        model = WorldModel(tuple(obs.shape[2:]), actions.shape[-1], wm, nnx.Rngs(seed))
+        _, params = nnx.split(model)
+        _, opt, _ = init_state(model, tc)
+        state = {"params": params, "target": params, "opt": opt.init(params),
+                 "step": jnp.int32(0)}
+        update = make_update(graphdef, opt, obs, actions, wm, tc, jax.random.key(seed))
+        state, metrics = jax.lax.scan(update, state, None, length=tc.steps)
+        return state["params"], metrics
+
+    return train
+
+
+def build_model(obs_shape, action_dim: int, wm: WMConfig, seed: int = 0) -> WorldModel:
+    return WorldModel(tuple(obs_shape), action_dim, wm, nnx.Rngs(seed))
+
+
+def encode_all(graphdef, params, obs: np.ndarray, batch: int = 8192) -> np.ndarray:
+    """Encode observations of any leading shape, in batches, to [..., d]."""
+    model = nnx.merge(graphdef, params)
+    enc = jax.jit(model.encode)
+    lead = obs.shape[: obs.ndim - (3 if model.cfg.pixels else 1)]
+    flat = obs.reshape(-1, *obs.shape[len(lead):])
+    out = np.concatenate([np.asarray(enc(flat[i: i + batch]))
+                          for i in range(0, len(flat), batch)])
+    chex.assert_rank(out, 2)
+    return out.reshape(*lead, -1)
