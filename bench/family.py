@@ -1,6 +1,6 @@
 """Generated "near in the plane, far through the corridors" mazes: the wormhole benchmark.
 
-`hplan.mazegen.family(seed, n)` draws `n` small random mazes (corridor and blob styles);
+`hplan.envs.pointmaze.generate.family(seed, n)` draws `n` small random mazes (corridor and blob styles);
 each gets its own stack (trained at `--wm-steps`/`--critic-steps`, cached) and
 `--pairs` start/goal pairs that are close in a straight line but far round: cells that
 touch only at a corner, and goals behind a wall or round a stub. Every agent runs the same
@@ -24,21 +24,26 @@ if __package__ in (None, ""):
 import numpy as np
 
 from bench.common import table, write
-from hplan import benchmark, mazegen, tasks
+from hplan import tasks
+from hplan.envs.pointmaze import generate
+from hplan.eval import compare
+from hplan.train import pipeline
 
 AGENTS = "flat-mpc,flat-mpc-critic,hier-2,hier-2-data,hier-3"
 
 
-def layout_tasks(seed: int, n: int, pairs: int) -> list[tuple[tasks.Task, list]]:
+def layout_tasks(seed: int, n: int, pairs: int, stack: dict | None = None
+                 ) -> list[tuple[tasks.Task, list]]:
     rng = np.random.default_rng(seed + 10_000)
     out = []
-    for i, (lay, cands) in enumerate(mazegen.family(seed, n)):
-        chosen = mazegen.pick_pairs(cands, pairs, rng)
+    for i, (lay, cands) in enumerate(generate.family(seed, n)):
+        chosen = generate.pick_pairs(cands, pairs, rng)
         maxd = int(lay.distances().max())
-        spec = tasks.TaskSpec(name=f"family{seed}-{i:02d}", layout=lay.text,
-                              episode_length=int(np.clip(3 * maxd / 0.5, 60, 800)),
-                              start_goal="pairs",
-                              pairs=tuple((p.start, p.goal) for p in chosen))
+        spec = tasks.TaskSpec(
+            name=f"family{seed}-{i:02d}", env="pointmaze",
+            env_args={"layout": lay.text, "start_goal": "pairs",
+                      "pairs": [[list(p.start), list(p.goal)] for p in chosen]},
+            episode_length=int(np.clip(3 * maxd / 0.5, 60, 800)), stack=stack or {})
         out.append((tasks.build(spec), chosen))
     return out
 
@@ -62,26 +67,26 @@ def main(argv=None):
     args = p.parse_args(argv)
     names = args.agents.split(",")
     runs = []
-    per_layout = layout_tasks(args.seed, args.layouts, args.pairs)
+    stack = {"train": {"steps": args.wm_steps, "var_weight": args.var_weight},
+             "critic": {"steps": args.critic_steps}}
+    per_layout = layout_tasks(args.seed, args.layouts, args.pairs, stack)
     only = None if args.only is None else {int(i) for i in args.only.split(",")}
     for i, (task, chosen) in enumerate(per_layout):
         if only is not None and i not in only:
             continue
         t0 = time.perf_counter()
-        st, ds, _ = benchmark.get_stack(task, args.cache, wm_steps=args.wm_steps,
-                                        critic_steps=args.critic_steps, seed=0, show=False,
-                                        var_weight=args.var_weight)
+        st, ds, _ = pipeline.get_stack(task, args.cache, show=False)
         train_s = time.perf_counter() - t0
         n = task.env.n_pairs
-        res, _ = benchmark.compare(
-            task, benchmark.build_agents(task, names, st, ds), args.eval_seed, n,
+        res, _ = compare.compare(
+            task, compare.build_agents(task, names, st, ds), args.eval_seed, n,
             progress=False, reset=lambda k, j, env=task.env, n=n: env.reset_pair(k, j % n))
-        res["layout"] = task.layout.text
+        res["layout"] = task.env.unwrapped.layout.text
         res["kinds"] = [c.kind for c in chosen]
         res["train_s"] = train_s
         runs.append(res)
         line = "  ".join(f"{a} {res['agents'][a]['success_rate']:.2f}" for a in names)
-        print(f"[{i:02d}] {task.name} {task.layout.shape} ({train_s:.0f}s): {line}", flush=True)
+        print(f"[{i:02d}] {task.name} {task.env.unwrapped.layout.shape} ({train_s:.0f}s): {line}", flush=True)
         summary = summarize(runs, names)
         write("family", {"family_seed": args.seed, "layouts": args.layouts,
                          "pairs_per_layout": args.pairs,
@@ -102,8 +107,8 @@ def summarize(runs: list[dict], names: list[str]) -> dict:
         opt = np.array([r["optimal_steps"] for r, _ in recs])
         taken = np.array([r["steps"] for r, _ in recs], float)
         row = {"success": float(ok.mean()),
-               "spl": float(benchmark.spl(ok, opt, taken).mean()), "episodes": len(recs)}
-        for k in mazegen.KINDS:
+               "spl": float(compare.spl(ok, opt, taken).mean()), "episodes": len(recs)}
+        for k in generate.KINDS:
             sel = np.array([kind == k for _, kind in recs])
             row[f"{k}_success"] = float(ok[sel].mean()) if sel.any() else float("nan")
         out[a] = row

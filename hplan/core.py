@@ -91,9 +91,10 @@ def explore_reset(env) -> Callable[[jax.Array], State]:
 class ConfigError(ValueError):
     """A bad setting, with the key it is about (so a file reader can point at its line)."""
 
-    def __init__(self, key: str, what: str, fix: str):
+    def __init__(self, key: str, what: str, fix: str, at: tuple[int, int] | None = None):
         super().__init__(f"{what}. Fix: {fix}")
         self.key, self.what, self.fix = key, what, fix
+        self.at = at  # (line, column) inside a multi-line value, line 1 after the key's
 
 
 @dataclasses.dataclass(frozen=True)

@@ -138,8 +138,12 @@ def build(spec: TaskSpec, source: str = "<python>", where: Where | None = None,
     try:
         env = fn(**args)
     except ConfigError as e:
-        raise where.error(e.key, e.what, e.fix,
-                          table="env_args" if e.key in spec.env_args else None) from None
+        table = "env_args" if e.key in spec.env_args else None
+        if e.at is not None and where.lines != [""]:
+            line, _ = where.of(e.key, table)
+            raise ValueError(f"{where.source}:{line + e.at[0]}:{e.at[1]}: {e.what}. "
+                             f"Fix: {e.fix}") from None
+        raise where.error(e.key, e.what, e.fix, table=table) from None
     for i, g in enumerate(spec.guardrails):
         if isinstance(g, KeepOut) and g.radius <= 0:
             raise where.error("radius", f"keep-out radius {g.radius} must be > 0",
@@ -182,7 +186,10 @@ def parse_task(text: str, source: str = "<string>", base_dir: Path | None = None
         try:
             check_overrides(raw["stack"])
         except ConfigError as e:
-            raise where.error(e.key, e.what, e.fix, table="stack") from None
+            part = next((p for p, v in raw["stack"].items()
+                         if isinstance(v, dict) and e.key in v), None)
+            raise where.error(e.key, e.what, e.fix,
+                              table=f"stack.{part}" if part else "stack") from None
     return build(TaskSpec(**fields), source=source, where=where, base_dir=base_dir)
 
 

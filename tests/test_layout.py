@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hplan.layout import all_pairs_bfs, bfs, load_layout, parse_layout
+from hplan.envs.pointmaze.layout import all_pairs_bfs, bfs, load_layout, parse_layout
 
 UMAZE = """
 #######

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from hplan import tasks
-from hplan.maze import MazeConfig
+from hplan.envs.pointmaze import MazeConfig
 
 LAYOUT_TASKS = ["open", "umaze", "two-rooms", "four-rooms", "medium", "large", "trap", "maze32"]
 T = 24
@@ -18,11 +18,11 @@ T = 24
 @functools.cache
 def _rollout(name):
     task = tasks.load(name)
-    env = task.env
+    env = task.env.unwrapped
 
     @jax.jit
     def run(start_idx, jitter, actions):
-        free = jnp.asarray(task.layout.free_cells, jnp.float32)
+        free = jnp.asarray(env.layout.free_cells, jnp.float32)
         pos0 = free[start_idx % free.shape[0]] + 0.5 + jitter
         s = env.reset_at(jax.random.key(0), pos0)
 
@@ -62,7 +62,7 @@ def test_random_actions_never_enter_walls(name, start, jitter, actions, scale):
     with np.errstate(over="ignore", invalid="ignore"):
         actions = actions * np.float32(scale)
     pos = np.asarray(run(start, jitter, actions))
-    _check_never_in_or_through_walls(task.layout.walls, pos)
+    _check_never_in_or_through_walls(task.env.unwrapped.layout.walls, pos)
 
 
 def test_slides_along_wall_instead_of_sticking():
@@ -74,27 +74,41 @@ def test_slides_along_wall_instead_of_sticking():
 
 
 def test_step_size_and_clipping():
-    task = tasks.load("open")
-    env = task.env
+    env = tasks.load("open").env.unwrapped
     p = env.move(jnp.array([4.5, 4.5]), jnp.array([10.0, -0.5]))
     np.testing.assert_allclose(p, [5.0, 4.25])
 
 
+def _teleport(s, pos):
+    return s.replace(env_state=s.env_state.replace(pos=jnp.asarray(pos, jnp.float32)))
+
+
 def test_success_radius_and_staged_targets_in_order():
-    task = tasks.load("four-rooms-staged")
-    env = task.env
+    env = tasks.load("four-rooms-staged").env
     s = env.reset(jax.random.key(0))
-    targets = np.asarray(s.env_state.targets)
+    targets = np.asarray(s.info["targets"])
     assert targets.shape == (3, 2)
+    np.testing.assert_allclose(s.info["target_xy"], targets[0])
     # Teleport onto the final goal first: not a success, waypoints come first.
-    s2 = env.step(env.reset_at(jax.random.key(0), targets[2]), jnp.zeros(2))
-    assert float(s2.metrics["success"]) == 0.0 and int(s2.env_state.stage) == 0
-    s = env.reset_at(jax.random.key(0), targets[0])
+    s2 = env.step(_teleport(s, targets[2]), jnp.zeros(2))
+    assert float(s2.metrics["success"]) == 0.0 and int(s2.info["stage"]) == 0
     for k in range(3):
-        s = s.replace(env_state=s.env_state.replace(pos=jnp.asarray(targets[k])))
-        s = env.step(s, jnp.zeros(2))
-        assert int(s.env_state.stage) == k + 1
+        s = env.step(_teleport(s, targets[k]), jnp.zeros(2))
+        assert int(s.info["stage"]) == k + 1
+        # the goal observation follows the current target
+        if k < 2:
+            np.testing.assert_allclose(s.info["goal_obs"],
+                                       env.unwrapped.observe(jnp.asarray(targets[k + 1])))
     assert bool(s.done) and float(s.metrics["success"]) == 1.0
+
+
+def test_speed_limit_filters_every_executed_action():
+    env = tasks.load("four-rooms-staged").env  # speed limit 0.45 cells per step
+    s = env.reset(jax.random.key(0))
+    s2 = env.step(s, jnp.array([1.0, 1.0]))
+    moved = np.linalg.norm(np.asarray(s2.metrics["xy"]) - np.asarray(s.metrics["xy"]))
+    assert moved <= 0.45 + 1e-6
+    assert float(np.linalg.norm(env.action_filter(jnp.array([1.0, 1.0])))) * 0.5 <= 0.45
 
 
 def test_reset_step_jit_and_vmap():
@@ -104,29 +118,33 @@ def test_reset_step_jit_and_vmap():
     assert s.obs.shape == (16, 2) and s.info["goal_obs"].shape == (16, 2)
     s = jax.jit(jax.vmap(env.step))(s, jnp.ones((16, 2)))
     assert s.obs.shape == (16, 2) and s.reward.shape == (16,)
-    np.testing.assert_allclose(env.pos_from_obs(s.obs), s.env_state.pos, atol=1e-5)
+    np.testing.assert_allclose(jax.vmap(env.unwrapped.observe)(s.metrics["xy"]), s.obs,
+                               atol=1e-6)
+
+
+def _variant(name, **env_args):
+    import dataclasses
+
+    spec = tasks.load(name).spec
+    return tasks.build(dataclasses.replace(spec, env_args={**spec.env_args, **env_args}),
+                       base_dir=tasks.TASKS_DIR)
 
 
 def test_pixel_observations():
-    spec = tasks.load("two-rooms").spec
-    import dataclasses
-
-    t = tasks.build(dataclasses.replace(spec, obs="pixels", image_size=24))
+    t = _variant("two-rooms", obs="pixels", image_size=24)
     s = t.env.reset(jax.random.key(0))
     assert s.obs.shape == (24, 24, 2) == t.env.observation_size
     img = np.asarray(s.obs)
+    assert img.dtype == np.uint8  # stored as observed
     # Wall channel matches layout border; agent channel peaks near the agent.
     assert img[0, :, 0].all()
     r, c = np.unravel_index(img[..., 1].argmax(), (24, 24))
-    pos = np.asarray(s.env_state.pos)
+    pos = np.asarray(s.metrics["xy"])
     assert abs((r + 0.5) / 24 * 9 - pos[0]) < 1.0 and abs((c + 0.5) / 24 * 13 - pos[1]) < 1.0
 
 
 def test_slip_makes_dynamics_stochastic():
-    spec = tasks.load("open").spec
-    import dataclasses
-
-    env = tasks.build(dataclasses.replace(spec, slip_prob=0.5)).env
+    env = _variant("open", slip_prob=0.5).env.unwrapped
     s = env.reset_at(jax.random.key(0), jnp.array([4.5, 4.5]))
     outs = jax.vmap(lambda k: env.step(s.replace(env_state=s.env_state.replace(key=k)),
                                        jnp.array([1.0, 0.0])).env_state.pos)(
@@ -137,5 +155,5 @@ def test_slip_makes_dynamics_stochastic():
 def test_bad_config():
     with pytest.raises(ValueError, match="max_step"):
         MazeConfig(max_step=1.5)
-    with pytest.raises(ValueError, match="obs_type"):
+    with pytest.raises(ValueError, match="obs='rgb'.*Fix"):
         MazeConfig(obs_type="rgb")

@@ -9,6 +9,7 @@ relative to the task file), `start_goal` ("fixed": the S/G cells or `start`/`goa
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,14 @@ def read_layout(layout: str, base_dir: str | Path | None = None) -> Layout:
             raise ConfigError("layout", f"layout file {str(path)!r} not found",
                               "give a path relative to the task file, or an inline layout")
         return parse_layout(path.read_text(), source=str(path))
-    return parse_layout(layout, source="<layout>")
+    try:
+        return parse_layout(layout, source="<layout>")
+    except ValueError as e:  # point into the task file: where in the value it went wrong
+        m = re.match(r"<layout>:(\d+):(\d+): (.*)\. Fix: (.*)", str(e), re.S)
+        if m is None:
+            raise
+        raise ConfigError("layout", m.group(3), m.group(4),
+                          at=(int(m.group(1)), int(m.group(2)))) from None
 
 
 def pairs_of(layout: Layout, start_goal: str, min_distance: int = 0, start=None, goal=None,
