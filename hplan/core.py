@@ -169,7 +169,7 @@ def factory(name: str) -> Callable[..., Any]:
     return _ENVS[name]
 
 
-def make(name: str, **kwargs):
+def make(name: str, /, **kwargs):
     """Build the environment registered as `name` with the factory's keyword arguments."""
     import inspect
 

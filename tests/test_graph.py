@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hplan import graph as G
-from hplan.graph_level import GraphLevelConfig, graph_level
+from hplan.agents import graph as G
+from hplan.agents.graph_level import GraphLevelConfig, graph_level
 
 
 def u_graph(wormhole: bool = True):

@@ -8,12 +8,13 @@ import jax
 import numpy as np
 import pytest
 
-from hplan import stack, tasks
+from hplan import tasks
+from hplan.train import pipeline
 
 
 def _cmd(out, data):
     return [sys.executable, "-m", "hplan.cli", "train", "--task", "two-rooms", "--data",
-            str(data), "--steps", "1500", "--critic-steps", "500", "--out", str(out)]
+            str(data), "--train-steps", "1500", "--critic-steps", "500", "--out", str(out)]
 
 
 @pytest.mark.slow
@@ -36,7 +37,7 @@ def test_killed_and_resumed_training_equals_uninterrupted(tmp_path):
     assert not (tmp_path / "b" / "metrics.json").exists(), "run finished before the kill"
     subprocess.run(_cmd(tmp_path / "b", data), check=True, capture_output=True)
     task = tasks.load("two-rooms")
-    a, b = stack.load(tmp_path / "a", task), stack.load(tmp_path / "b", task)
+    a, b = pipeline.load_stack(tmp_path / "a", task), pipeline.load_stack(tmp_path / "b", task)
     for x, y in zip(jax.tree.leaves((a.wm_params, a.critic_params)),
                     jax.tree.leaves((b.wm_params, b.critic_params)), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -7,13 +7,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hplan import critic, data, stack, tasks, trainer, wm_train
-from hplan.diagnostics import latent_stats, probe_r2
-from hplan.models import WMConfig
+from hplan import data, tasks
+from hplan.train import loop as trainer
+from hplan.train import pipeline
+from hplan.wm import critic
+from hplan.wm import jepa as wm_train
+from hplan.wm.config import StackConfig
+from hplan.wm.diagnostics import latent_stats, probe_r2
+from hplan.wm.models import WMConfig
 
 WM = WMConfig(latent_dim=8, hidden=64, strides=(1, 4))
 TC = wm_train.TrainConfig(steps=400, batch=64, rollout=(4, 2), chunk=100)
 CC = critic.CriticConfig(steps=200, batch=64, chunk=100)
+CFG = StackConfig(wm=WM, train=TC, critic=CC)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +48,7 @@ def test_collapse_without_anti_collapse_terms_and_not_with_them(task, ds, seed):
         graph, state, _ = _train_wm(task, ds, tc)
         z = wm_train.encode_all(graph, state["params"], ds.obs)
         ranks[mode] = latent_stats(z)
-        ranks[mode]["r2"] = probe_r2(z, ds.pos)
+        ranks[mode]["r2"] = probe_r2(z, ds.xy)
     # Without anti-collapse terms every dimension shrinks towards a constant.
     assert ranks["none"]["collapsed"] and ranks["none"]["latent_std_max"] < 0.05
     for mode in ("vicreg", "ema"):
@@ -72,18 +78,20 @@ def test_resume_gives_the_same_parameters(tmp_path, task, ds):
 
 def test_stack_train_save_load_and_refusals(tmp_path, task, ds):
     out = tmp_path / "run"
-    st = stack.train(task, ds, out, WM, TC, CC, show=False)
+    st = pipeline.train_stack(task, ds, out, CFG, show=False)
     assert (out / "metrics.json").is_file() and (out / "diagnostics.png").is_file()
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["probe_r2"]) == {"level0", "level1", "encoder"}
-    assert {"level0", "top", "latent_l2"} <= set(m["critic"])
-    back = stack.load(out, task)
+    assert {"level0", "level1", "latent_l2"} <= set(m["critic"])  # a critic per level
+    assert (out / "critic0").is_dir() and (out / "critic1").is_dir()
+    back = pipeline.load_stack(out, task)
     z = jnp.zeros(WM.latent_dim)
     assert float(back.critic(0)(z, z)) == pytest.approx(float(st.critic(0)(z, z)))
     # A different configuration in the same directory is refused, nothing touched.
     before = sorted(p.name for p in (out / "wm").iterdir())
     with pytest.raises(ValueError, match="already holds a run with a different configuration"):
-        stack.train(task, ds, out, WM, dataclasses.replace(TC, lr=5e-4), CC, show=False)
+        pipeline.train_stack(task, ds, out, dataclasses.replace(
+            CFG, train=dataclasses.replace(TC, lr=5e-4)), show=False)
     assert sorted(p.name for p in (out / "wm").iterdir()) == before
     # A corrupted checkpoint is reported, not replaced.
     ckpt = out / "wm" / before[-1]
@@ -91,7 +99,7 @@ def test_stack_train_save_load_and_refusals(tmp_path, task, ds):
         if f.is_file() and f.stat().st_size > 0:
             f.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="unreadable or does not match"):
-        stack.load(out, task)
+        pipeline.load_stack(out, task)
     assert ckpt.exists()
 
 
@@ -99,15 +107,15 @@ def test_bad_inputs_are_caught_before_training(tmp_path, task, ds):
     with pytest.raises(ValueError, match="no dataset here"):
         data.load(tmp_path / "nowhere", task)
     with pytest.raises(ValueError, match="not on 'large'"):
-        stack.train(tasks.load("large"), ds, None, WM, TC, CC, show=False)
+        pipeline.train_stack(tasks.load("large"), ds, None, CFG, show=False)
     with pytest.raises(ValueError, match="training needs 32"):
-        stack.train(task, ds, None, WM, dataclasses.replace(TC, rollout=(4, 8)), CC,
-                    show=False)
+        pipeline.train_stack(task, ds, None, dataclasses.replace(
+            CFG, train=dataclasses.replace(TC, rollout=(4, 8))), show=False)
     short = dataclasses.replace(ds, actions=ds.actions[..., :1])
     with pytest.raises(ValueError, match="data actions have size 1"):
-        stack.train(task, short, None, WM, TC, CC, show=False)
+        pipeline.train_stack(task, short, None, CFG, show=False)
     with pytest.raises(ValueError, match="no trained stack here"):
-        stack.load(tmp_path / "nothing", task)
+        pipeline.load_stack(tmp_path / "nothing", task)
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
@@ -128,9 +136,21 @@ def test_rate_decays_to_lr_final_and_bad_lr_final_is_refused():
         dataclasses.replace(TC, lr_final=1.5)
 
 
+def test_pure_train_vmaps_over_seeds(task, ds):
+    """purejaxrl shape: one jitted program trains two stacks from two seeds."""
+    tc = dataclasses.replace(TC, steps=60)
+    train = wm_train.make_train(WM, tc, ds.obs, ds.actions)
+    params, metrics = jax.jit(jax.vmap(train))(jnp.arange(2))
+    assert metrics["pred0"].shape == (2, 60)
+    assert np.all(np.asarray(metrics["pred0"][:, -1]) < np.asarray(metrics["pred0"][:, 0]))
+    leaf = jax.tree.leaves(params)[0]
+    assert leaf.shape[0] == 2 and not np.allclose(leaf[0], leaf[1])
+
+
 def test_latent_variable_interface_on_slip_maze():
-    spec = dataclasses.replace(tasks.load("open").spec, slip_prob=0.3)
-    t = tasks.build(spec)
+    spec = tasks.load("open").spec
+    t = tasks.build(dataclasses.replace(spec, env_args={**spec.env_args, "slip_prob": 0.3}),
+                    base_dir=tasks.TASKS_DIR)
     d = data.collect(t, jax.random.key(0), episodes=128, steps=16)
     wm = dataclasses.replace(WM, noise_dim=2)
     graph, state, hist = _train_wm(t, d, TC, wm)

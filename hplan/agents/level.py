@@ -99,24 +99,26 @@ def chain(levels: Sequence[Level], actuator: Actuator,
 
     def init(key: jax.Array, state: State) -> ChainState:
         _, zg = encode(state)
-        keys = jax.random.split(key, len(levels) + 2)
-        return ChainState(levels=tuple(lv.init(k, zg)
-                                       for lv, k in zip(levels, keys[2:], strict=True)),
-                          actuator=actuator.init(keys[1]), key=keys[0])
+        # The actuator's randomness does not depend on how many levels sit above it.
+        key, k_act, k_lv = jax.random.split(key, 3)
+        ks = jax.random.split(k_lv, max(len(levels), 1))
+        return ChainState(levels=tuple(lv.init(k, zg) for lv, k in zip(levels, ks)),
+                          actuator=actuator.init(k_act), key=key)
 
     def step(s: ChainState, state: State):
-        key, *ks = jax.random.split(s.key, len(levels) + 2)
+        key, k_act, k_lv = jax.random.split(s.key, 3)
+        ks = jax.random.split(k_lv, max(len(levels), 1))
         z, target = encode(state)
         new_levels, idx, n_model, n_critic = [], [], jnp.int32(0), jnp.int32(0)
         cut = jnp.bool_(False)
-        for lv, ls, k in zip(levels, s.levels, ks[1:], strict=True):
+        for lv, ls, k in zip(levels, s.levels, ks):
             ls, target, info = lv.step(ls, k, z, target)
             new_levels.append(ls)
             idx.append(info["idx"])
             n_model = n_model + info["n_model"]
             n_critic = n_critic + info["n_critic"]
             cut = cut | info.get("cut", jnp.bool_(False))
-        act_state, action, a_info = actuator.act(s.actuator, ks[0], z, target)
+        act_state, action, a_info = actuator.act(s.actuator, k_act, z, target)
         idx = idx or [jnp.int32(-1)]
         info = {"subgoal": target, "subgoal_idx": idx[-1], "top_idx": idx[0],
                 "cost": a_info["cost"], "n_evals": a_info["n_evals"],

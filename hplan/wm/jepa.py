@@ -173,7 +173,8 @@ def make_train(wm: WMConfig, tc: TrainConfig, obs, actions):
     graphdef, _ = nnx.split(build_model(obs.shape[2:], actions.shape[-1], wm, 0))
 
     def train(seed):
-        model = WorldModel(tuple(obs.shape[2:]), actions.shape[-1], wm, nnx.Rngs(seed))
+        model = WorldModel(tuple(obs.shape[2:]), actions.shape[-1], wm,
+                           nnx.Rngs(jax.random.key(seed)))
         _, params = nnx.split(model)
         _, opt, _ = init_state(model, tc)
         state = {"params": params, "target": params, "opt": opt.init(params),
