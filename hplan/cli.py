@@ -192,10 +192,15 @@ def _bench(args) -> int:
     unknown = [n for n in names if n not in known and not n.endswith(".toml")]
     if unknown:
         raise ValueError(f"unknown agent(s) {', '.join(unknown)}. Known: {', '.join(known)}")
-    cfg = _stack_config(task, args)
     print(f"[bench] task {task.name} (env {task.spec.env}), agents {', '.join(names)}, "
           f"{args.episodes} episodes, seed {args.seed}")
-    st, ds, cache = pipeline.get_stack(task, args.cache, cfg)
+    if getattr(args, "stack", None):  # a run `hplan train` wrote
+        from hplan import data
+
+        st, cache = pipeline.load_stack(args.stack, task), Path(args.stack)
+        ds = data.load(args.data or cache / "data", task)
+    else:
+        st, ds, cache = pipeline.get_stack(task, args.cache, _stack_config(task, args))
     print(f"[bench] world-model stack: {cache}")
     pols = compare.build_agents(task, names, st, ds)
     results, raw = compare.compare(task, pols, args.seed, args.episodes)
@@ -299,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default=None)
     s.add_argument("--plot", default=None)
     s.add_argument("--cache", default="out/cache", help="where trained stacks are kept")
+    s.add_argument("--stack", default=None,
+                   help="a run dir from `hplan train` (default: train or reuse one in --cache)")
+    s.add_argument("--data", default=None, help="its dataset (default: STACK/data)")
     _add_stack_flags(s)
     s.set_defaults(fn=_bench)
 

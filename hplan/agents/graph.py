@@ -13,8 +13,10 @@ stuck, and the distance-to-goal field is recomputed on the device without it.
 - `field(graph, cuts, goal_node, goal_cost)`: the distance from every bank state to the
   goal avoiding the cut neighbourhoods (Bellman-Ford over the landmarks, then one link
   from each bank state to its nearest landmarks). A link or landmark edge counts as cut
-  when its shortest path passes within `radius` of a cut centre:
-  `dist[a, c] + dist[c, b] <= dist[a, b] + 2 radius`.
+  when its shortest path passes by a cut centre within `radius`:
+  `dist[a, c] + dist[c, b] <= dist[a, b] + radius`. (A wormhole's path runs through
+  the cut centre itself, the state the agent got stuck on; a corridor's paths beside
+  it survive.)
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ def passes(graph: BankGraph, cuts: jax.Array, a: jax.Array, b: jax.Array,
     d = graph.dist
     c = jnp.maximum(cuts, 0)
     via = d[a[..., None], c] + d[c, b[..., None]]  # [..., C]
-    hit = (cuts >= 0) & (via <= d[a, b][..., None] + 2.0 * radius)
+    hit = (cuts >= 0) & (via <= d[a, b][..., None] + radius)
     return jnp.any(hit, axis=-1)
 
 

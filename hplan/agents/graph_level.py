@@ -6,12 +6,18 @@ one minimising `D(z, s) + (1 + progress) togo(s) [+ commit D(prev, s)]`; the tar
 itself once it is within reach. `togo` is the graph distance to the target avoiding the
 cuts (`hplan.agents.graph.field`), recomputed only when the target or the cuts change.
 
-Wormholes: when the distance to the target has not dropped by a step in `patience`
-control steps (the subgoal the level hands down cannot be reached, the goal's own
-neighbourhood included), the graph is cut within `cut_radius` of the bank state the agent
-stands on, and every route through there is dropped. A wall between two states that
-look near (two cells touching at a corner) is then routed round. A passage wider than
-the cut (a corridor) survives it. If the cuts leave no route at all, they are cleared.
+A stall (the distance to the target has not dropped by a step in `patience` control
+steps) has two causes, answered in turn:
+- the level-0 model is wrong where the agent is (a wall corner it cannot turn): the
+  subgoal's graph neighbourhood is banned for `ban_steps`, so the reach stretches past
+  it and level 0 gets a target round the corner;
+- the way ahead does not exist (a *wormhole*: two states that look near but are far, as
+  two cells touching at a corner): a second stall at the same place (within
+  `same_place` base steps of the first), or a stall with the target itself as the
+  subgoal, cuts the graph within `cut_radius` of the bank state the agent stands on and
+  drops every route through there; the field is recomputed and the next route goes
+  round. A passage wider than the cut (a corridor) survives it. If the cuts leave the
+  agent no route at all, they are cleared.
 """
 
 from __future__ import annotations
@@ -39,12 +45,15 @@ class GraphLevelConfig:
     progress: float = 0.5  # extra weight on the subgoal's distance to the target
     commit: float = 0.5  # hysteresis: + commit * D(previous subgoal, candidate)
     direct: float = 1.25  # the target is within reach if this near in latent distance
-    patience: int = 8  # control steps without a step of progress before a cut; 0: off
-    cut_radius: float = 1.0  # graph distance of the cut around where the agent is stuck
+    patience: int = 8  # control steps without a step of progress: a stall; 0: off
+    ban_steps: int = 16  # a first stall bans the subgoal's neighbourhood this long
+    ban_radius: float = 1.5  # graph distance of that neighbourhood
+    same_place: float = 1.0  # a second stall this near the first (latent, steps) cuts
+    cut_radius: float = 0.5  # graph distance of the cut around where the agent is stuck
     max_cuts: int = 8  # cuts kept per episode (the oldest is dropped)
 
     def __post_init__(self):
-        for key in ("reach", "direct", "cut_radius"):
+        for key in ("reach", "direct", "cut_radius", "ban_radius", "same_place"):
             if not getattr(self, key) > 0:
                 raise ConfigError(key, f"{key}={getattr(self, key)!r}",
                                   "use a positive number")
@@ -54,7 +63,7 @@ class GraphLevelConfig:
         if not (isinstance(self.patience, int) and self.patience >= 0):
             raise ConfigError("patience", f"patience={self.patience!r}",
                               "use an integer >= 0 (0 turns cutting off)")
-        for key in ("max_cuts", "bank"):
+        for key in ("max_cuts", "bank", "ban_steps"):
             v = getattr(self, key)
             if not (isinstance(v, int) and v >= 1):
                 raise ConfigError(key, f"{key}={v!r}", "use a positive integer")
@@ -79,6 +88,10 @@ class GraphLevelState(NamedTuple):
     idx: jax.Array  # bank index of the current subgoal, -1: the target
     best: jax.Array  # least distance to the target since the last cut
     stuck: jax.Array  # control steps without cutting `best` by a step
+    ban_idx: jax.Array  # bank state whose neighbourhood is no subgoal (-1: none)
+    ban_left: jax.Array  # control steps the ban still holds
+    stall_z: jax.Array  # [d] where the agent was at its last stall
+    stalled: jax.Array  # whether there was a stall since the last cut
 
 
 def _once(pred: jax.Array, fn, carry):
@@ -115,7 +128,9 @@ def graph_level(graph: G.BankGraph, scale: float,
         togo, _ = togo_of(cuts, z_goal)
         return GraphLevelState(cuts=cuts, n_cuts=jnp.int32(0), target=z_goal, togo=togo,
                                stale=jnp.bool_(False), idx=jnp.int32(-1),
-                               best=jnp.float32(jnp.inf), stuck=jnp.int32(0))
+                               best=jnp.float32(jnp.inf), stuck=jnp.int32(0),
+                               ban_idx=jnp.int32(-1), ban_left=jnp.int32(0),
+                               stall_z=jnp.zeros_like(z_goal), stalled=jnp.bool_(False))
 
     def refresh(s: GraphLevelState, target):
         def recompute(s):
@@ -145,6 +160,8 @@ def graph_level(graph: G.BankGraph, scale: float,
         # (long links where the bank is sparse), stretch the reach to the nearest that is,
         # and then only such states: otherwise the agent is handed where it stands.
         gains = togo < here - 0.5
+        banned = (s.ban_left > 0) & (dist[jnp.maximum(s.ban_idx, 0)] <= cfg.ban_radius)
+        gains = gains & ~banned
         ahead = jnp.min(jnp.where(gains, from_z, big))
         r = jnp.maximum(cfg.reach, jnp.minimum(ahead, 4.0 * cfg.reach))
         stall = jnp.any(gains & (from_z <= r)) & ~gains
@@ -159,16 +176,29 @@ def graph_level(graph: G.BankGraph, scale: float,
         at_goal = d_goal <= r
         idx = jnp.where(at_goal, -1, i).astype(jnp.int32)
         sub = jnp.where(at_goal, target, bank[i])
-        # Progress towards the target; none for `patience` steps cuts where the agent is.
+        # Progress towards the target; a stall bans the subgoal, or, the second time at
+        # the same place (or with the target itself as subgoal), cuts where the agent is.
         gained = here < s.best - 1.0
         best = jnp.where(gained, here, s.best)
         stuck = jnp.where(gained, 0, s.stuck + 1)
-        cut = (cfg.patience > 0) & (stuck >= cfg.patience)
+        stall_now = (cfg.patience > 0) & (stuck >= cfg.patience)
+        again = s.stalled & (jnp.sqrt(jnp.sum((z - s.stall_z) ** 2)) / scale
+                             <= cfg.same_place)
+        cut = stall_now & (again | (s.idx < 0))
+        ban = stall_now & ~cut
         slot = s.n_cuts % cfg.max_cuts
         cuts = jnp.where(cut, s.cuts.at[slot].set(jz.astype(jnp.int32)), s.cuts)
-        s = s._replace(cuts=cuts, n_cuts=s.n_cuts + cut.astype(jnp.int32), stale=cut,
-                       idx=idx, best=jnp.where(cut, jnp.inf, best),
-                       stuck=jnp.where(cut, 0, stuck))
+        # Cuts that leave the agent itself no route to the target are dropped.
+        cut_off = (here >= big) & jnp.any(s.cuts >= 0)
+        cuts = jnp.where(cut_off, -1, cuts)
+        s = s._replace(cuts=cuts, n_cuts=s.n_cuts + cut.astype(jnp.int32),
+                       stale=cut | cut_off, idx=idx,
+                       best=jnp.where(stall_now | cut_off, jnp.inf, best),
+                       stuck=jnp.where(stall_now, 0, stuck),
+                       ban_idx=jnp.where(ban, s.idx, jnp.where(s.ban_left > 0, s.ban_idx, -1)),
+                       ban_left=jnp.where(ban, cfg.ban_steps, jnp.maximum(s.ban_left - 1, 0)),
+                       stall_z=jnp.where(stall_now, z, s.stall_z),
+                       stalled=(s.stalled | stall_now) & ~cut)
         return s, sub, {**level_info(), "idx": idx, "cut": cut, "togo": here}
 
     return Level(init, step)
