@@ -1,7 +1,7 @@
 """Generated "near in the plane, far through the corridors" mazes: the wormhole benchmark.
 
-`hplan.envs.pointmaze.generate.family(seed, n)` draws `n` small random mazes (corridor and blob styles);
-each gets its own stack (trained at `--wm-steps`/`--critic-steps`, cached) and
+`hplan.envs.pointmaze.generate.family(seed, n)` draws `n` small random mazes (corridor
+and blob styles); each gets its own stack (trained at `--wm-steps`/`--critic-steps`, cached) and
 `--pairs` start/goal pairs that are close in a straight line but far round: cells that
 touch only at a corner, and goals behind a wall or round a stub. Every agent runs the same
 episodes (episode i is pair i). Prints per-agent success and SPL (overall and per kind)
@@ -29,7 +29,9 @@ from hplan.envs.pointmaze import generate
 from hplan.eval import compare
 from hplan.train import pipeline
 
-AGENTS = "flat-mpc,flat-mpc-critic,hier-2,hier-2-data,hier-3"
+AGENTS = "flat-mpc,flat-mpc-critic,hier-2,hier-2-data,hier-3,hier-3-data"
+# The stack every family layout trains (small mazes, short runs): see --var-weight.
+STACK = {"train": {"steps": 3000, "var_weight": 4.0}, "critic": {"steps": 6000}}
 
 
 def layout_tasks(seed: int, n: int, pairs: int, stack: dict | None = None
@@ -67,8 +69,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     names = args.agents.split(",")
     runs = []
-    stack = {"train": {"steps": args.wm_steps, "var_weight": args.var_weight},
-             "critic": {"steps": args.critic_steps}}
+    stack = {"train": {**STACK["train"], "steps": args.wm_steps,
+                       "var_weight": args.var_weight},
+             "critic": {**STACK["critic"], "steps": args.critic_steps}}
     per_layout = layout_tasks(args.seed, args.layouts, args.pairs, stack)
     only = None if args.only is None else {int(i) for i in args.only.split(",")}
     for i, (task, chosen) in enumerate(per_layout):
@@ -86,7 +89,8 @@ def main(argv=None):
         res["train_s"] = train_s
         runs.append(res)
         line = "  ".join(f"{a} {res['agents'][a]['success_rate']:.2f}" for a in names)
-        print(f"[{i:02d}] {task.name} {task.env.unwrapped.layout.shape} ({train_s:.0f}s): {line}", flush=True)
+        shape = task.env.unwrapped.layout.shape
+        print(f"[{i:02d}] {task.name} {shape} ({train_s:.0f}s): {line}", flush=True)
         summary = summarize(runs, names)
         write("family", {"family_seed": args.seed, "layouts": args.layouts,
                          "pairs_per_layout": args.pairs,

@@ -1,9 +1,10 @@
-"""Issue-6 protocol: hierarchical vs flat agents at matched compute on long-horizon mazes.
+"""Hierarchical vs flat agents at matched compute on long-horizon mazes.
 
-For each task and seed: train (or reuse) the world-model stack with that seed, then run
-every agent on the same `--episodes` episodes (start/goal pairs >= 15 cells apart for
-the random-pair tasks). Prints one table (mean over seeds, with the per-seed spread) and
-writes JSON. Run: .venv/bin/python bench/hierarchy.py [--tasks large,trap,maze32]
+For each task and seed: train (or reuse) the world-model stack with that seed (the
+task's `[stack]` configuration), then run every agent on the same `--episodes` episodes
+(start/goal pairs >= 15 cells apart for the random-pair tasks). Prints one table (mean
+over seeds, with the per-seed spread) with success and SPL, and writes JSON with every
+episode's record. Run: .venv/bin/python bench/hierarchy.py [--tasks large,trap,maze32]
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ if __package__ in (None, ""):
 import numpy as np
 
 from bench.common import write
-from hplan import benchmark, tasks, wm_train
+from hplan import tasks
+from hplan.eval import compare
+from hplan.train import pipeline
 
-AGENTS = "flat-true,flat-mpc,flat-mpc-critic,hier-2,hier-3"
+AGENTS = "flat-true,flat-mpc,flat-mpc-critic,hier-2,hier-2-data,hier-3,hier-3-data"
 
 
 def paired(res: dict, raw: dict, ref: str = "flat-mpc-critic") -> None:
@@ -49,18 +52,10 @@ def main(argv=None):
     p.add_argument("--stack-seed", type=int, default=None,
                    help="train one stack with this seed and evaluate every --seeds on it "
                         "(default: each evaluation seed trains its own stack)")
-    p.add_argument("--wm-steps", type=int, default=8000)
-    p.add_argument("--lr-final", type=float, default=None,
-                   help="world-model rate decays (cosine) to lr * this; 1: constant "
-                        "(default: TrainConfig's)")
-    p.add_argument("--critic-steps", type=int, default=20000)
-    p.add_argument("--critic-nodes", type=int, default=None)
     p.add_argument("--cache", default="out/cache")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     names = args.agents.split(",")
-    if args.lr_final is None:
-        args.lr_final = wm_train.TrainConfig().lr_final
     results = {}
     for tname in args.tasks.split(","):
         task = tasks.load(tname)
@@ -68,34 +63,31 @@ def main(argv=None):
         for seed in map(int, args.seeds.split(",")):
             t0 = time.perf_counter()
             sseed = seed if args.stack_seed is None else args.stack_seed
-            st, ds, _ = benchmark.get_stack(
-                task, args.cache, wm_steps=args.wm_steps, critic_steps=args.critic_steps,
-                seed=sseed, show=False, lr_final=args.lr_final,
-                critic_nodes=args.critic_nodes)
+            st, ds, where = pipeline.get_stack(task, args.cache, seed=sseed, show=False)
             train_s = time.perf_counter() - t0
-            res, raw = benchmark.compare(task, benchmark.build_agents(task, names, st, ds),
-                                         seed, args.episodes, progress=False)
+            res, raw = compare.compare(task, compare.build_agents(task, names, st, ds),
+                                       seed, args.episodes, progress=False)
             paired(res, raw)
             res["train_s"] = train_s
             res["stack_seed"] = sseed
+            res["stack"] = str(where)
             per_seed.append(res)
             print(f"{tname} seed {seed} (stack {train_s:.0f}s)")
-            print(benchmark.format_table(res), flush=True)
+            print(compare.format_table(res), flush=True)
         agg = {}
         for n in names:
             rows = [r["agents"][n] for r in per_seed]
             agg[n] = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
             agg[n]["success_by_seed"] = [r["success_rate"] for r in rows]
+            agg[n]["spl_by_seed"] = [r["spl"] for r in rows]
         results[tname] = {"mean_over_seeds": agg, "per_seed": per_seed}
         print(f"== {tname}: mean over seeds")
-        print(benchmark.format_table({"agents": agg}), flush=True)
+        print(compare.format_table({"agents": agg}), flush=True)
         # Written after every task, so a run cut short keeps what it finished.
         out = write("hierarchy", {"episodes": args.episodes, "seeds": args.seeds,
                                   "stack_seed": args.stack_seed,
-                                  "training": {"wm_steps": args.wm_steps,
-                                               "lr_final": args.lr_final,
-                                               "critic_steps": args.critic_steps,
-                                               "critic_nodes": args.critic_nodes},
+                                  "stack_config": {t: tasks.load(t).spec.stack
+                                                   for t in results},
                                   "results": results}, args.out)
         print(f"wrote {out}")
 

@@ -34,7 +34,10 @@ import numpy as np
 import optax
 
 from bench.common import table, timeit, write
-from hplan import mpc, tasks
+from hplan import tasks
+from hplan.agents.actuator import MPCConfig
+from hplan.agents.true_dynamics import true_cost, true_mpc
+from hplan.eval.runner import make_evaluate
 from hplan.planning import planners as P
 
 BUDGET = 256  # cost evaluations per plan / per control step
@@ -55,16 +58,17 @@ def planners(budget: int = BUDGET) -> dict[str, tuple[P.Planner, int]]:
 def time_plan(task: tasks.Task, planner: P.Planner, iters: int, horizon: int, batch: int,
               repeats: int) -> tuple[float, float, list[float]]:
     """Time one vmapped plan over `batch` random (position, target) pairs of `task`."""
-    free = jnp.asarray(task.layout.free_cells, jnp.float32) + 0.5
     k_s, k_g, k_p = jax.random.split(jax.random.key(horizon + batch), 3)
-    starts = free[jax.random.randint(k_s, (batch,), 0, len(free))]
-    goals = free[jax.random.randint(k_g, (batch,), 0, len(free))]
+    env = task.env.unwrapped
+    starts = jax.vmap(env.explore_reset)(jax.random.split(k_s, batch))
+    goals = jax.vmap(env.explore_reset)(jax.random.split(k_g, batch)).metrics["xy"]
     keys = jax.random.split(k_p, batch)
     init = jnp.zeros((batch, horizon, 2))
-    cfg = mpc.MPCConfig(horizon=horizon)
+    cost = true_cost(task, MPCConfig(horizon=horizon, running=1.0, terminal=0.0))
 
-    def one(pos, goal, a0, key):
-        return P.solve(planner, mpc.maze_cost(task, pos, goal, cfg), a0, key, iters)
+    def one(state, goal, a0, key):
+        state = state.replace(info={**state.info, "target_xy": goal})
+        return P.solve(planner, lambda a: cost(state, a), a0, key, iters)
 
     run = jax.jit(jax.vmap(one))
     return timeit(lambda: run(starts, goals, init, keys), repeats)
@@ -86,8 +90,9 @@ def latency(repeats: int) -> list[dict]:
 
 def mpc_success(task: tasks.Task, planner: P.Planner, iters: int, horizon: int,
                 episodes: int) -> dict:
-    policy = mpc.flat_mpc(task, planner, mpc.MPCConfig(horizon=horizon, iters=iters))
-    run = jax.jit(mpc.make_evaluate(task, policy))
+    policy = true_mpc(task, MPCConfig(horizon=horizon, iters=iters, running=1.0,
+                                      terminal=0.0), planner)
+    run = jax.jit(make_evaluate(task, policy))
     keys = jax.random.split(jax.random.key(0), episodes)
     t0 = time.perf_counter()
     jax.block_until_ready(run(keys))
@@ -98,7 +103,7 @@ def mpc_success(task: tasks.Task, planner: P.Planner, iters: int, horizon: int,
     ok = out["success"]
     steps = out["steps_to_goal"][ok]
     return {"task": task.name, "episodes": episodes, "horizon": horizon,
-            "evals_per_step": int(out["n_evals"][0, 0]), "success": float(ok.mean()),
+            "evals_per_step": int(out["info"]["n_evals"][0, 0]), "success": float(ok.mean()),
             "median_steps": float(statistics.median(steps)) if len(steps) else None,
             "violations": int(out["violations"].sum()), "compile_s": first - wall,
             "amortized_ms_per_step": 1e3 * wall / (episodes * task.episode_length),
@@ -106,7 +111,7 @@ def mpc_success(task: tasks.Task, planner: P.Planner, iters: int, horizon: int,
 
 
 def lq_gaps() -> list[dict]:
-    from tests import test_planners as T
+    from hplan.planning import lq as T
 
     rows = []
     for name, (make, iters, tol) in T.LQ_CASES.items():

@@ -1,7 +1,7 @@
 """Cost of a hierarchical control step vs a flat one with the same low-level horizon.
 
-Issue-6 target: a hier-2 control step costs <= 1.5x a flat control step of the same
-level-0 horizon. Every agent's single-episode program is compiled first, then the agents
+Target: a hier-2 control step costs <= 1.5x a flat control step of the same level-0
+horizon. Every agent's single-episode program is compiled first, then the agents
 are timed in interleaved rounds (so machine noise hits all of them alike) and compared as
 ratios of medians. Run: .venv/bin/python bench/step_cost.py [--task trap]
 """
@@ -21,7 +21,9 @@ if __package__ in (None, ""):
 import jax
 
 from bench.common import table, write
-from hplan import agent, agents, benchmark, tasks
+from hplan import agents, tasks
+from hplan.eval.runner import make_evaluate
+from hplan.train import pipeline
 
 
 def main(argv=None):
@@ -32,22 +34,26 @@ def main(argv=None):
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     task = tasks.load(args.task)
-    st, ds, _ = benchmark.get_stack(task, args.cache)
+    st, ds, _ = pipeline.get_stack(task, args.cache)
     hier = agents.load_agent("hier-2")
     flat = agents.load_agent("flat-mpc-critic")
+    h, hf = hier.actuator.horizon, flat.actuator.horizon
+
+    def at(cfg, horizon):
+        return dataclasses.replace(cfg, actuator=dataclasses.replace(cfg.actuator,
+                                                                     horizon=horizon))
+
     configs = {
         "hier-2": hier,
-        f"flat-mpc-critic (H={hier.horizon})": dataclasses.replace(flat, horizon=hier.horizon),
-        f"flat-mpc-critic (H={flat.horizon})": flat,
-        f"flat-mpc (H={hier.horizon})": dataclasses.replace(agents.load_agent("flat-mpc"),
-                                                           horizon=hier.horizon),
+        f"flat-mpc-critic (H={h})": at(flat, h),
+        f"flat-mpc-critic (H={hf})": flat,
+        f"flat-mpc (H={h})": at(agents.load_agent("flat-mpc"), h),
     }
-    bank = agent.make_bank(task, st, ds, hier.bank)[0]
-    scale = agent.step_scale(task, st)
+    ctx = agents.Context(task, st, ds)
     keys = jax.random.split(jax.random.key(0), 1)
     progs, compile_s = {}, {}
     for name, cfg in configs.items():
-        run = jax.jit(agent.make_evaluate(task, agent.build(cfg, task, st, bank, scale)))
+        run = jax.jit(make_evaluate(task, agents.build(cfg, ctx)))
         t0 = time.perf_counter()
         jax.block_until_ready(run(keys))
         compile_s[name] = time.perf_counter() - t0
@@ -58,7 +64,7 @@ def main(argv=None):
             t0 = time.perf_counter()
             jax.block_until_ready(run(keys))
             times[name].append(time.perf_counter() - t0)
-    ref = f"flat-mpc-critic (H={hier.horizon})"
+    ref = f"flat-mpc-critic (H={h})"
     med = {n: statistics.median(t) for n, t in times.items()}
     rows = [{"agent": n, "ms_per_step": 1e3 * med[n] / task.episode_length,
              "ratio_vs_flat_critic_same_H": med[n] / med[ref],

@@ -21,9 +21,10 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import table, write
-from hplan import data, tasks, wm_train
-from hplan.diagnostics import probe_r2
-from hplan.models import WMConfig
+from hplan import data, tasks
+from hplan.wm import jepa as wm_train
+from hplan.wm.diagnostics import probe_r2
+from hplan.wm.models import WMConfig
 
 
 def main(argv=None):
@@ -37,7 +38,7 @@ def main(argv=None):
     ds = data.collect(task, jax.random.key(0), 4096, 64)
     t_data = time.perf_counter() - t_start
     wm, tc = WMConfig(), wm_train.TrainConfig(steps=args.max_steps)
-    model = wm_train.build_model((2,), 2, wm)
+    model = wm_train.build_model(ds.obs.shape[2:], ds.actions.shape[-1], wm)
     graph, opt, state = wm_train.init_state(model, tc)
     chunk = jax.jit(wm_train.make_chunk(graph, opt, jnp.asarray(ds.obs),
                                         jnp.asarray(ds.actions), wm, tc))
@@ -49,7 +50,7 @@ def main(argv=None):
         dt = time.perf_counter() - t0
         train_s += dt
         z = wm_train.encode_all(graph, state["params"], ds.obs[probe_idx])
-        r2 = probe_r2(z, ds.pos[probe_idx])
+        r2 = probe_r2(z, ds.xy[probe_idx])
         samples = tc.chunk * tc.batch
         rows.append({"updates": (k + 1) * tc.chunk, "chunk_s": dt, "samples_per_s": samples / dt,
                      "probe_r2": r2, "wall_s": time.perf_counter() - t_start,

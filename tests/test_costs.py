@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hplan.core import KeepOut, SpeedLimit
 from hplan.planning import costs as C
 from hplan.planning import planners as P
-from hplan.core import KeepOut, SpeedLimit
 
 
 def integrator(p, a):

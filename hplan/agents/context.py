@@ -39,6 +39,15 @@ def _corners(a: int, n: int, rng) -> np.ndarray:
     return rng.choice([-1.0, 1.0], size=(n, a))
 
 
+def _repeats(data) -> tuple[np.ndarray, np.ndarray]:
+    """(flat index of the first occurrence, count) of every distinct dataset state."""
+    flat = data.obs.reshape(data.obs.shape[0] * data.obs.shape[1], -1)
+    rows = np.ascontiguousarray(flat).view(np.dtype((np.void, flat.dtype.itemsize
+                                                     * flat.shape[1]))).ravel()
+    _, first, counts = np.unique(rows, return_index=True, return_counts=True)
+    return first, counts
+
+
 def bank_index(data, size: int, seed: int = 0) -> np.ndarray:
     """Which dataset states (flat indices) make the bank: first every state the data
     holds more than once exactly (an agent pinned against an obstacle, most often where
@@ -47,12 +56,9 @@ def bank_index(data, size: int, seed: int = 0) -> np.ndarray:
     Pinned states matter for the links: where two free cells touch only at a corner, the
     states pinned on either side are a hair apart, and a dataset state snaps across the
     corner to the other side's pinned state unless its own side's is a bank state too."""
-    flat = data.obs.reshape(data.obs.shape[0] * data.obs.shape[1], -1)
-    n = len(flat)
+    n = data.obs.shape[0] * data.obs.shape[1]
     size = min(size, n)
-    rows = np.ascontiguousarray(flat).view(np.dtype((np.void, flat.dtype.itemsize
-                                                     * flat.shape[1]))).ravel()
-    _, first, counts = np.unique(rows, return_index=True, return_counts=True)
+    first, counts = _repeats(data)
     pinned = first[counts > 1]
     pinned = pinned[np.argsort(-counts[counts > 1], kind="stable")][:size]
     rest = np.setdiff1d(np.arange(n), pinned)
@@ -159,7 +165,9 @@ class Context:
                 links = verified(critic_edges(self.stack, bank), links, len(idx))
             elif edges != "data":
                 raise ValueError(f"edges={edges!r}. Fix: use 'data' or 'critic'")
-            self._graphs[key] = G.build(bank, *links)
+            first, counts = _repeats(self.data)
+            pinned = np.isin(idx, first[counts > 1])
+            self._graphs[key] = G.build(bank, *links, pinned=pinned)
         return self._graphs[key]
 
     def bank_xy(self, size: int, seed: int = 0) -> np.ndarray | None:

@@ -38,6 +38,7 @@ class BankGraph(NamedTuple):
     lm_w: jax.Array  # [L, K] their distances (inf: padding)
     links: jax.Array  # [M, J] each bank state's nearest landmarks (landmark indices)
     edges: tuple[np.ndarray, np.ndarray, np.ndarray]  # (src, dst, weight): the direct links
+    pinned: jax.Array  # [M] states the data holds more than once (pushed into an obstacle)
 
 
 def shortest_paths(m: int, src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -65,7 +66,8 @@ def farthest_points(dist: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 
 def build(latents, src: np.ndarray, dst: np.ndarray, w: np.ndarray,
-          n_landmarks: int = 512, k: int = 8, n_links: int = 8) -> BankGraph:
+          n_landmarks: int = 512, k: int = 8, n_links: int = 8,
+          pinned: np.ndarray | None = None) -> BankGraph:
     """A `BankGraph` over `latents` [M, d] from undirected links (src, dst, w)."""
     latents = np.asarray(latents, np.float32)
     m = latents.shape[0]
@@ -91,7 +93,8 @@ def build(latents, src: np.ndarray, dst: np.ndarray, w: np.ndarray,
     return BankGraph(latents=jnp.asarray(latents), dist=jnp.asarray(dist),
                      landmarks=jnp.asarray(lm, jnp.int32), lm_nbr=jnp.asarray(lm_nbr),
                      lm_w=jnp.asarray(lm_w), links=jnp.asarray(links),
-                     edges=(np.asarray(src), np.asarray(dst), np.asarray(w, np.float32)))
+                     edges=(np.asarray(src), np.asarray(dst), np.asarray(w, np.float32)),
+                     pinned=jnp.asarray(np.zeros(m, bool) if pinned is None else pinned))
 
 
 # -- cut-aware distances (pure, jit-able) ----------------------------------------------------

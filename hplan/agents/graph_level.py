@@ -50,6 +50,9 @@ class GraphLevelConfig:
     ban_radius: float = 1.5  # graph distance of that neighbourhood
     same_place: float = 1.0  # a second stall this near the first (latent, steps) cuts
     cut_radius: float = 0.5  # graph distance of the cut around where the agent is stuck
+    # pinned bank states (the data pushed into an obstacle there: wall edges and corners)
+    # route but are no subgoals: level 0 is least accurate exactly there
+    avoid_pinned: bool = True
     max_cuts: int = 8  # cuts kept per episode (the oldest is dropped)
 
     def __post_init__(self):
@@ -167,13 +170,18 @@ def graph_level(graph: G.BankGraph, scale: float,
         stall = jnp.any(gains & (from_z <= r)) & ~gains
         score = (from_z + (1.0 + cfg.progress) * togo + 1e3 * jax.nn.relu(from_z - r)
                  + jnp.where(stall, 1e3, 0.0))
+        if cfg.avoid_pinned:
+            score = score + jnp.where(graph.pinned, 1e3, 0.0)
         if cfg.commit > 0:
             # No hysteresis once the previous subgoal is reached (within half a step).
             pi = jnp.maximum(s.idx, 0)
             held = (s.idx >= 0) & (from_z[pi] > 0.5)
             score = score + jnp.where(held, cfg.commit * dist[pi], 0.0)
         i = jnp.argmin(score)
-        at_goal = d_goal <= r
+        # The target itself only within the plain reach, or when it is nearer than the
+        # chosen state: handed down from a stretched reach it is a straight line into the
+        # wall that the stretch was routing round.
+        at_goal = (d_goal <= cfg.reach) | (d_goal <= from_z[i])
         idx = jnp.where(at_goal, -1, i).astype(jnp.int32)
         sub = jnp.where(at_goal, target, bank[i])
         # Progress towards the target; a stall bans the subgoal, or, the second time at

@@ -102,7 +102,7 @@ def chain(levels: Sequence[Level], actuator: Actuator,
         # The actuator's randomness does not depend on how many levels sit above it.
         key, k_act, k_lv = jax.random.split(key, 3)
         ks = jax.random.split(k_lv, max(len(levels), 1))
-        return ChainState(levels=tuple(lv.init(k, zg) for lv, k in zip(levels, ks)),
+        return ChainState(levels=tuple(lv.init(k, zg) for lv, k in zip(levels, ks, strict=False)),
                           actuator=actuator.init(k_act), key=key)
 
     def step(s: ChainState, state: State):
@@ -111,7 +111,7 @@ def chain(levels: Sequence[Level], actuator: Actuator,
         z, target = encode(state)
         new_levels, idx, n_model, n_critic = [], [], jnp.int32(0), jnp.int32(0)
         cut = jnp.bool_(False)
-        for lv, ls, k in zip(levels, s.levels, ks):
+        for lv, ls, k in zip(levels, s.levels, ks, strict=False):
             ls, target, info = lv.step(ls, k, z, target)
             new_levels.append(ls)
             idx.append(info["idx"])

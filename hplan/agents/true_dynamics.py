@@ -17,10 +17,11 @@ from hplan.planning import costs
 from hplan.planning import planners as P
 
 
-def true_mpc(task, cfg: MPCConfig) -> Policy:
+def true_cost(task, cfg: MPCConfig):
+    """`cost(state, actions [H, A])`: goal-space distance to `state.info["target_xy"]`
+    along a rollout of the env's own step, plus the keep-out penalty."""
     base = task.env.unwrapped
     filt = action_filter(task.env)
-    planner = make_planner(cfg)
     keep_outs = [g for g in task.guardrails if isinstance(g, KeepOut)]
     guard = (costs.penalty(costs.guardrails(keep_outs), cfg.guard_weight, cfg.guard_margin)
              if keep_outs else None)
@@ -38,6 +39,15 @@ def true_mpc(task, cfg: MPCConfig) -> Policy:
         if guard is not None:
             c = c + guard(jnp.concatenate([state.metrics["xy"][None], xs]), actions)
         return c
+
+    return cost
+
+
+def true_mpc(task, cfg: MPCConfig, planner: P.Planner | None = None) -> Policy:
+    """Flat MPC through the true dynamics; `planner` defaults to the one `cfg` names."""
+    filt = action_filter(task.env)
+    planner = planner or make_planner(cfg)
+    cost = true_cost(task, cfg)
 
     def init(key, state):
         return jnp.zeros((cfg.horizon, task.env.action_size), jnp.float32), key
