@@ -89,6 +89,10 @@ def _stack_config(task, args):
 
 
 def _train(args) -> int:
+    if args.distributed:  # before any other JAX call
+        from hplan.sharding import init_distributed
+
+        init_distributed(args.coordinator, args.num_processes, args.process_id)
     import jax
 
     from hplan import data, tasks
@@ -102,7 +106,7 @@ def _train(args) -> int:
         ds = data.collect(task, jax.random.key(cfg.train.seed), cfg.data.episodes,
                           cfg.data.steps, cfg.data.policy)
         data.save(ds, f"{args.out}/data")
-    st = pipeline.train_stack(task, ds, args.out, cfg)
+    st = pipeline.train_stack(task, ds, args.out, cfg, devices=args.devices)
     _report(st.metrics)
     print(f"wrote {args.out}/metrics.json and {args.out}/diagnostics.png")
     return 0
@@ -200,10 +204,12 @@ def _bench(args) -> int:
         st, cache = pipeline.load_stack(args.stack, task), Path(args.stack)
         ds = data.load(args.data or cache / "data", task)
     else:
-        st, ds, cache = pipeline.get_stack(task, args.cache, _stack_config(task, args))
+        st, ds, cache = pipeline.get_stack(task, args.cache, _stack_config(task, args),
+                                           devices=getattr(args, "devices", None))
     print(f"[bench] world-model stack: {cache}")
     pols = compare.build_agents(task, names, st, ds)
-    results, raw = compare.compare(task, pols, args.seed, args.episodes)
+    results, raw = compare.compare(task, pols, args.seed, args.episodes,
+                                   devices=getattr(args, "devices", None))
     results["matched_compute"] = (
         "every learned agent's level-0 planner gets the same optimiser iterations x "
         "restarts per control step; model_evals_per_step counts predictor calls at all "
@@ -283,6 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strides", type=int, nargs="+", default=None)
     s.add_argument("--rollout", type=int, nargs="+", default=None)
     s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--devices", type=int, default=None,
+                   help="data-parallel over this many devices (default 1; all with "
+                        "--distributed)")
+    s.add_argument("--distributed", action="store_true",
+                   help="multi-host: call jax.distributed.initialize first")
+    s.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 "
+                   "(or HPLAN_COORDINATOR)")
+    s.add_argument("--num-processes", type=int, default=None,
+                   help="(or HPLAN_NUM_PROCESSES)")
+    s.add_argument("--process-id", type=int, default=None, help="(or HPLAN_PROCESS_ID)")
     s.set_defaults(fn=_train)
 
     s = sub.add_parser("diagnose", help="re-run diagnostics of a trained run dir")
@@ -307,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stack", default=None,
                    help="a run dir from `hplan train` (default: train or reuse one in --cache)")
     s.add_argument("--data", default=None, help="its dataset (default: STACK/data)")
+    s.add_argument("--devices", type=int, default=None,
+                   help="shard the episodes over this many devices (default 1)")
     _add_stack_flags(s)
     s.set_defaults(fn=_bench)
 

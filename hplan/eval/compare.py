@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from hplan.core import Policy
-from hplan.eval.runner import make_evaluate
+from hplan.eval.runner import make_evaluate, shard_keys
 
 
 def spl(success: np.ndarray, optimal: np.ndarray, taken: np.ndarray) -> np.ndarray:
@@ -60,15 +60,15 @@ def episode_records(task, out: dict) -> list[dict]:
 
 
 def evaluate_agent(task, policy: Policy, key: jax.Array, episodes: int,
-                   steps: int | None = None, repeats: int = 3, reset=None
-                   ) -> tuple[dict, dict]:
+                   steps: int | None = None, repeats: int = 3, reset=None,
+                   devices: int | None = None) -> tuple[dict, dict]:
     """(summary row, raw per-episode arrays) for one agent. `reset(key, i)`: the start of
-    episode `i` (default: the task's own draw)."""
+    episode `i` (default: the task's own draw); `devices`: the episodes sharded over them."""
     steps = steps or task.episode_length
     run = jax.jit(make_evaluate(task, policy, steps, reset))
     keys = jax.random.split(key, episodes)
     t0 = time.perf_counter()
-    out = jax.device_get(run(keys))
+    out = jax.device_get(run(shard_keys(keys, devices)))
     batch_first = time.perf_counter() - t0
     # Single-episode latency: its own program, timed after its compilation.
     one = jax.jit(make_evaluate(task, policy, steps, reset))
@@ -117,7 +117,8 @@ def evaluate_agent(task, policy: Policy, key: jax.Array, episodes: int,
 
 
 def compare(task, agents: Mapping[str, Policy], seed: int, episodes: int,
-            steps: int | None = None, progress: bool = True, reset=None) -> tuple[dict, dict]:
+            steps: int | None = None, progress: bool = True, reset=None,
+            devices: int | None = None) -> tuple[dict, dict]:
     """Run every agent on the same episode keys; returns (JSON-ready results, raw).
     The results hold a summary row and the per-episode records of every agent."""
     from tqdm.auto import tqdm
@@ -127,7 +128,7 @@ def compare(task, agents: Mapping[str, Policy], seed: int, episodes: int,
     for name, policy in tqdm(agents.items(), desc=f"evaluate {task.name}", unit="agent",
                              disable=not progress):
         rows[name], raw[name] = evaluate_agent(task, policy, key, episodes, steps,
-                                               reset=reset)
+                                               reset=reset, devices=devices)
     return {"agents": rows, "task": task.name, "seed": seed, "episodes": episodes,
             "episode_records": {n: raw[n]["records"] for n in raw}}, raw
 

@@ -77,7 +77,23 @@ def make_evaluate(task, policy: Policy, steps: int | None = None, reset: Reset |
     return evaluate
 
 
+def shard_keys(keys: jax.Array, devices: int | None) -> jax.Array:
+    """Episode keys split over a `data` mesh of `devices` (None or 1: left as they are):
+    the jitted batch then runs as one SPMD program, episodes side by side per device."""
+    if not devices or devices == 1:
+        return keys
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from hplan import sharding
+
+    m = sharding.mesh(devices)
+    sharding.check_batch(keys.shape[0], m, "number of episodes")
+    return jax.device_put(keys, NamedSharding(m, P(sharding.AXIS)))
+
+
 def evaluate(task, policy: Policy, key: jax.Array, episodes: int, steps: int | None = None,
-             reset: Reset | None = None) -> dict:
-    """Jit-compile and run `episodes` episodes as one program."""
-    return jax.jit(make_evaluate(task, policy, steps, reset))(jax.random.split(key, episodes))
+             reset: Reset | None = None, devices: int | None = None) -> dict:
+    """Jit-compile and run `episodes` episodes as one program (over `devices`)."""
+    keys = shard_keys(jax.random.split(key, episodes), devices)
+    return jax.jit(make_evaluate(task, policy, steps, reset))(keys)

@@ -16,6 +16,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
+from hplan.sharding import local
+
 
 def restore(mgr: ocp.CheckpointManager, state, ckpt_dir: Path):
     step = mgr.latest_step()
@@ -59,9 +61,9 @@ def run(state, chunk_fn: Callable, total_steps: int, chunk: int, ckpt_dir: Path 
     for k in range(start // chunk, total_steps // chunk):
         state, metrics = fn(state)
         row = {"step": (k + 1) * chunk,
-               **{n: float(np.mean(v)) for n, v in jax.device_get(metrics).items()}}
+               **{n: float(np.mean(local(v))) for n, v in metrics.items()}}
         history.append(row)
-        if log_path is not None:
+        if log_path is not None and jax.process_index() == 0:
             with log_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
         bar.update(chunk)

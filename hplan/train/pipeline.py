@@ -77,23 +77,32 @@ def check_data(task, data, cfg: StackConfig) -> None:
 
 
 def train_stack(task, data, out: str | Path | None, cfg: StackConfig | None = None,
-                show: bool = True) -> Stack:
+                show: bool = True, devices: int | None = None) -> Stack:
     """Train the stack (world model, then a critic per level on its frozen latents),
-    diagnose it, and write everything to `out` (None: nothing is written)."""
+    diagnose it, and write everything to `out` (None: nothing is written).
+
+    `devices`: data-parallel over this many devices (all of every host's when
+    `jax.distributed` is initialised; default 1): the global batch is the config's, each
+    device takes batch / devices, parameters are replicated (`hplan.sharding`)."""
     cfg = for_task(task, cfg)
     check_data(task, data, cfg)
+    from hplan import sharding as S
+
+    mesh = S.mesh(devices or (len(jax.devices()) if jax.process_count() > 1 else 1))
+    S.check_batch(cfg.train.batch, mesh)
+    S.check_batch(cfg.critic.batch, mesh, "critic batch")
     out = Path(out) if out is not None else None
-    if out is not None:
+    if out is not None and jax.process_index() == 0:
         _check_out(out, _config(task, data, cfg))
     wm, tc, cc = cfg.wm, cfg.train, cfg.critic
     model = jepa.build_model(data.obs.shape[2:], data.actions.shape[-1], wm, tc.seed)
     graph, opt, state = jepa.init_state(model, tc)
-    chunk = jepa.make_chunk(graph, opt, jnp.asarray(data.obs), jnp.asarray(data.actions),
-                            wm, tc)
+    obs, actions = S.replicate((data.obs, data.actions), mesh)
+    chunk = jepa.make_chunk(graph, opt, obs, actions, wm, tc, mesh=mesh)
     state, wm_hist = loop.run(
-        state, chunk, tc.steps, tc.chunk, out / "wm" if out else None, "world model",
-        out / "metrics.jsonl" if out else None, show=show)
-    params = state["params"]
+        S.replicate(state, mesh), chunk, tc.steps, tc.chunk, out / "wm" if out else None,
+        "world model", out / "metrics.jsonl" if out else None, show=show)
+    params = jax.tree.map(lambda x: jnp.asarray(S.local(x)), state["params"])
     z = jepa.encode_all(graph, params, data.obs)
     critics, hist = [], {"world_model": wm_hist}
     if cc.method == "graph":
@@ -104,15 +113,17 @@ def train_stack(task, data, out: str | Path | None, cfg: StackConfig | None = No
     for level, stride in enumerate(wm.strides):
         name = f"critic{level}"
         cgraph, copt, cstate = critic_lib.init_state(wm, cc, tc.seed)
+        zj = S.replicate(z, mesh)
         if cc.method == "graph":
-            cchunk = critic_lib.make_graph_chunk(cgraph, copt, jnp.asarray(z), ids, dist,
-                                                 stride, cc)
+            cchunk = critic_lib.make_graph_chunk(cgraph, copt, zj, ids, dist, stride, cc,
+                                                 mesh=mesh)
         else:
-            cchunk = critic_lib.make_chunk(cgraph, copt, jnp.asarray(z), stride, cc)
+            cchunk = critic_lib.make_chunk(cgraph, copt, zj, stride, cc, mesh=mesh)
         cstate, hist[name] = loop.run(
-            cstate, cchunk, cc.steps, cc.chunk, out / name if out else None,
-            f"{name} (stride {stride})", out / f"{name}.jsonl" if out else None, show=show)
-        critics.append(cstate["params"])
+            S.replicate(cstate, mesh), cchunk, cc.steps, cc.chunk,
+            out / name if out else None, f"{name} (stride {stride})",
+            out / f"{name}.jsonl" if out else None, show=show)
+        critics.append(jax.tree.map(lambda x: jnp.asarray(S.local(x)), cstate["params"]))
     probe = diag.fit_probe(z, data.xy) if data.xy is not None else None
     stack = Stack(wm_cfg=wm, wm_graph=graph, wm_params=params, critic_graph=cgraph,
                   critic_params=tuple(critics), probe=probe, metrics={})
@@ -121,7 +132,7 @@ def train_stack(task, data, out: str | Path | None, cfg: StackConfig | None = No
     if probe is not None:
         metrics["probe"] = [probe[0].tolist(), probe[1].tolist()]
     stack = dataclasses.replace(stack, metrics=metrics)
-    if out is not None:
+    if out is not None and jax.process_index() == 0:  # one writer across hosts
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         from hplan.render import save_diagnostics
 
@@ -179,7 +190,7 @@ def cache_dir(task, cache: str | Path, cfg: StackConfig) -> Path:
 
 
 def get_stack(task, cache: str | Path, cfg: StackConfig | None = None, seed: int | None = None,
-              show: bool = True):
+              show: bool = True, devices: int | None = None):
     """(stack, data, directory): the cached stack for this task and configuration, or
     collect data and train one (resuming whatever a killed run left)."""
     cfg = for_task(task, cfg)
@@ -194,7 +205,7 @@ def get_stack(task, cache: str | Path, cfg: StackConfig | None = None, seed: int
         ds = data_lib.collect(task, jax.random.key(cfg.train.seed), cfg.data.episodes,
                               cfg.data.steps, cfg.data.policy)
         data_lib.save(ds, out / "data")
-    return train_stack(task, ds, out, cfg, show=show), ds, out
+    return train_stack(task, ds, out, cfg, show=show, devices=devices), ds, out
 
 
 __all__ = ["StackConfig", "WMConfig", "cache_dir", "check_data", "for_task", "get_stack",

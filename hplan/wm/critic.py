@@ -21,6 +21,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from hplan.sharding import shard_batch
 from hplan.wm.models import Critic, WMConfig
 
 
@@ -42,7 +43,7 @@ class CriticConfig:
     seed: int = 0
 
 
-def make_chunk(graphdef, opt, z: jax.Array, stride: int, cc: CriticConfig):
+def make_chunk(graphdef, opt, z: jax.Array, stride: int, cc: CriticConfig, mesh=None):
     """`z` [N, T+1, d] frozen latents. Returns `chunk(state) -> (state, metrics)`."""
     n, t1, _ = z.shape
     t = t1 - 1
@@ -80,7 +81,8 @@ def make_chunk(graphdef, opt, z: jax.Array, stride: int, cc: CriticConfig):
         return z[i, ti], z[i, tn], z[gi, gt], reached_now, reached_next, steps_to_goal
 
     def update(state, _):
-        zs, zn, g, now, nxt, k = sample(jax.random.fold_in(base, state["step"]))
+        zs, zn, g, now, nxt, k = jax.tree.map(
+            lambda x: shard_batch(x, mesh), sample(jax.random.fold_in(base, state["step"])))
         v_next = value(state["target"], zn, g)
         run_cost = (k.astype(jnp.float32) if cc.discount == 1.0
                     else (1 - cc.discount**k) / (1 - cc.discount))
@@ -171,7 +173,7 @@ def transition_links(z: np.ndarray, node_idx: np.ndarray):
 
 
 def make_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: np.ndarray,
-                     stride: int, cc: CriticConfig):
+                     stride: int, cc: CriticConfig, mesh=None):
     """Regress V(z_x, z_y) onto the graph distance between the nodes of x and y."""
     n, t1, _ = z.shape
     ids, dist = jnp.asarray(ids), jnp.asarray(dist) / stride
@@ -184,6 +186,7 @@ def make_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: np.ndar
         # Half the goals come from the same trajectory, so short ranges are well covered.
         gi = jnp.where(jax.random.uniform(ks[4]) < 0.5, i, jax.random.randint(ks[2], (b,), 0, n))
         gt = jax.random.randint(ks[3], (b,), 0, t1)
+        i, ti, gi, gt = (shard_batch(x, mesh) for x in (i, ti, gi, gt))
         y = dist[ids[i, ti], ids[gi, gt]]
 
         def loss_fn(params):

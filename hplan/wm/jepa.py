@@ -16,6 +16,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from hplan.sharding import shard_batch
 from hplan.wm.models import WMConfig, WorldModel
 
 ANTI_COLLAPSE = ("vicreg", "ema", "none")
@@ -139,7 +140,8 @@ def init_state(model: WorldModel, tc: TrainConfig):
     return graphdef, opt, state
 
 
-def make_update(graphdef, opt, obs, actions, wm: WMConfig, tc: TrainConfig, base=None):
+def make_update(graphdef, opt, obs, actions, wm: WMConfig, tc: TrainConfig, base=None,
+                mesh=None):
     """`update(state, _) -> (state, metrics)`: one JEPA step; its randomness comes from
     `fold_in(seed, step)`, so a resumed run replays the same updates."""
     sample = make_sampler(obs, actions, span(wm, tc), tc.batch)
@@ -148,6 +150,7 @@ def make_update(graphdef, opt, obs, actions, wm: WMConfig, tc: TrainConfig, base
 
     def update(state, _):
         o, a = sample(jax.random.fold_in(base, state["step"]))
+        o, a = shard_batch(o, mesh), shard_batch(a, mesh)  # data parallel over `mesh`
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state["params"], state["target"], o, a)
         upd, opt_state = opt.update(grads, state["opt"], state["params"])
@@ -159,9 +162,10 @@ def make_update(graphdef, opt, obs, actions, wm: WMConfig, tc: TrainConfig, base
     return update
 
 
-def make_chunk(graphdef, opt, obs, actions, wm: WMConfig, tc: TrainConfig):
-    """`chunk(state) -> (state, metrics)`: `tc.chunk` scanned updates."""
-    update = make_update(graphdef, opt, obs, actions, wm, tc)
+def make_chunk(graphdef, opt, obs, actions, wm: WMConfig, tc: TrainConfig, mesh=None):
+    """`chunk(state) -> (state, metrics)`: `tc.chunk` scanned updates; with a `mesh`, each
+    batch is split over its devices (see `hplan.train.sharding`)."""
+    update = make_update(graphdef, opt, obs, actions, wm, tc, mesh=mesh)
     return lambda state: jax.lax.scan(update, state, None, length=tc.chunk)
 
 
