@@ -14,8 +14,8 @@ steps) has two causes, answered in turn:
 - the way ahead does not exist (a *wormhole*: two states that look near but are far, as
   two cells touching at a corner): a second stall at the same place (within
   `same_place` base steps of the first), or a stall with the target itself as the
-  subgoal, cuts the graph within `cut_radius` of the bank state the agent stands on and
-  drops every route through there; the field is recomputed and the next route goes
+  subgoal, cuts the graph within `cut_radius` of the bank state the agent stands on and of
+  the state one step ahead on its route, and drops every route through there; the field is recomputed and the next route goes
   round. A passage wider than the cut (a corridor) survives it. If the cuts leave the
   agent no route at all, they are cleared.
 """
@@ -53,7 +53,7 @@ class GraphLevelConfig:
     # pinned bank states (the data pushed into an obstacle there: wall edges and corners)
     # route but are no subgoals: level 0 is least accurate exactly there
     avoid_pinned: bool = True
-    max_cuts: int = 8  # cuts kept per episode (the oldest is dropped)
+    max_cuts: int = 8  # cut centres kept per episode, two per cut (the oldest are dropped)
 
     def __post_init__(self):
         for key in ("reach", "direct", "cut_radius", "ban_radius", "same_place"):
@@ -194,12 +194,18 @@ def graph_level(graph: G.BankGraph, scale: float,
                              <= cfg.same_place)
         cut = stall_now & (again | (s.idx < 0))
         ban = stall_now & ~cut
+        # Cut where the agent stands and one step ahead on its route (the states whose
+        # distance through here equals the best): the wrong link is between the two.
+        on_route = jnp.abs(from_z + togo - here) < 0.25
+        ahead_node = jnp.argmin(jnp.where(on_route, jnp.abs(from_z - 1.0), jnp.inf))
         slot = s.n_cuts % cfg.max_cuts
-        cuts = jnp.where(cut, s.cuts.at[slot].set(jz.astype(jnp.int32)), s.cuts)
+        fresh = s.cuts.at[slot].set(jz.astype(jnp.int32))
+        fresh = fresh.at[(slot + 1) % cfg.max_cuts].set(ahead_node.astype(jnp.int32))
+        cuts = jnp.where(cut, fresh, s.cuts)
         # Cuts that leave the agent itself no route to the target are dropped.
         cut_off = (here >= big) & jnp.any(s.cuts >= 0)
         cuts = jnp.where(cut_off, -1, cuts)
-        s = s._replace(cuts=cuts, n_cuts=s.n_cuts + cut.astype(jnp.int32),
+        s = s._replace(cuts=cuts, n_cuts=s.n_cuts + 2 * cut.astype(jnp.int32),
                        stale=cut | cut_off, idx=idx,
                        best=jnp.where(stall_now | cut_off, jnp.inf, best),
                        stuck=jnp.where(stall_now, 0, stuck),
