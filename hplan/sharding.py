@@ -10,6 +10,8 @@ same data and runs the same program on its own devices.
 from __future__ import annotations
 
 import os
+import socket
+import time
 
 import jax
 import numpy as np
@@ -20,19 +22,40 @@ AXIS = "data"
 
 
 def init_distributed(coordinator: str | None = None, num_processes: int | None = None,
-                     process_id: int | None = None) -> None:
+                     process_id: int | None = None, timeout_s: int = 120) -> None:
     """`jax.distributed.initialize`, from arguments or the environment variables
-    HPLAN_COORDINATOR (host:port of process 0), HPLAN_NUM_PROCESSES, HPLAN_PROCESS_ID."""
+    HPLAN_COORDINATOR (host:port of process 0), HPLAN_NUM_PROCESSES, HPLAN_PROCESS_ID.
+    A coordinator that does not answer within `timeout_s` (HPLAN_INIT_TIMEOUT) is an
+    error that names it, not a hang."""
     coordinator = coordinator or os.environ.get("HPLAN_COORDINATOR")
     num = num_processes or os.environ.get("HPLAN_NUM_PROCESSES")
     pid = process_id if process_id is not None else os.environ.get("HPLAN_PROCESS_ID")
+    timeout_s = int(os.environ.get("HPLAN_INIT_TIMEOUT", timeout_s))
     if not coordinator or num is None or pid is None:
         raise ValueError("multi-host training needs the coordinator address, the process "
                          "count and this process's id. Fix: pass --coordinator HOST:PORT "
                          "--num-processes N --process-id I (or set HPLAN_COORDINATOR, "
                          "HPLAN_NUM_PROCESSES, HPLAN_PROCESS_ID)")
+    if int(pid) != 0:  # XLA aborts the whole process on a missed deadline: probe first
+        _wait_for(coordinator, timeout_s, f"process {pid} of {num}")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=int(num),
-                               process_id=int(pid))
+                               process_id=int(pid), initialization_timeout=timeout_s)
+
+
+def _wait_for(coordinator: str, timeout_s: float, who: str) -> None:
+    host, _, port = coordinator.rpartition(":")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=2):
+                return
+        except OSError as e:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{who} could not reach the coordinator at {coordinator} within "
+                    f"{timeout_s:g}s ({e}). Fix: start process 0 on that host:port first, "
+                    "check the address and the firewall, or raise HPLAN_INIT_TIMEOUT") from e
+            time.sleep(0.5)
 
 
 def mesh(devices: int | None = None) -> Mesh:

@@ -150,3 +150,13 @@ def test_a_batch_that_does_not_divide_is_refused():
     m.devices.size = 3
     with pytest.raises(ValueError, match="global batch 64 does not divide over 3 devices"):
         sharding.check_batch(64, m)
+
+
+def test_an_unreachable_coordinator_is_a_clear_error_not_a_hang():
+    port = _free_port()  # nobody listens there
+    code = ("from hplan import sharding\n"
+            f"sharding.init_distributed('localhost:{port}', 2, 1, timeout_s=5)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode != 0
+    assert f"could not reach the coordinator at localhost:{port} within 5s" in p.stderr
