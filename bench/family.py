@@ -14,6 +14,7 @@ Run: .venv/bin/python bench/family.py --seed 2 --layouts 20
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -66,16 +67,21 @@ def main(argv=None):
     p.add_argument("--cache", default="out/cache")
     p.add_argument("--only", default=None, help="comma-separated layout indices")
     p.add_argument("--out", default=None)
+    p.add_argument("--resume", action="store_true",
+                   help="keep the layouts already in --out and run the rest")
     args = p.parse_args(argv)
     names = args.agents.split(",")
     runs = []
+    if args.resume and args.out and Path(args.out).is_file():
+        runs = json.loads(Path(args.out).read_text())["runs"]
+    done = {r["task"] for r in runs}
     stack = {"train": {**STACK["train"], "steps": args.wm_steps,
                        "var_weight": args.var_weight},
              "critic": {**STACK["critic"], "steps": args.critic_steps}}
     per_layout = layout_tasks(args.seed, args.layouts, args.pairs, stack)
     only = None if args.only is None else {int(i) for i in args.only.split(",")}
     for i, (task, chosen) in enumerate(per_layout):
-        if only is not None and i not in only:
+        if (only is not None and i not in only) or task.name in done:
             continue
         t0 = time.perf_counter()
         st, ds, _ = pipeline.get_stack(task, args.cache, show=False)
@@ -83,7 +89,8 @@ def main(argv=None):
         n = task.env.n_pairs
         res, _ = compare.compare(
             task, compare.build_agents(task, names, st, ds), args.eval_seed, n,
-            progress=False, reset=lambda k, j, env=task.env, n=n: env.reset_pair(k, j % n))
+            progress=False, reset=lambda k, j, env=task.env, n=n: env.reset_pair(k, j % n),
+            latency=False)  # one compilation per agent: these layouts are small
         res["layout"] = task.env.unwrapped.layout.text
         res["kinds"] = [c.kind for c in chosen]
         res["train_s"] = train_s

@@ -140,6 +140,7 @@ class Context:
     data: object | None = None
     scale: float | None = None
     _graphs: dict = dataclasses.field(default_factory=dict)
+    _links: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.scale is None:
@@ -162,7 +163,9 @@ class Context:
         key = (size, edges, seed)
         if key not in self._graphs:
             idx, bank = self.bank(size, seed)
-            links = data_edges(self.stack, self.data, idx)
+            if (size, seed) not in self._links:  # shared by the data and critic graphs
+                self._links[(size, seed)] = data_edges(self.stack, self.data, idx)
+            links = self._links[(size, seed)]
             if edges == "critic":
                 links = verified(critic_edges(self.stack, bank), links, len(idx))
             elif edges != "data":

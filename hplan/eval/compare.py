@@ -61,26 +61,30 @@ def episode_records(task, out: dict) -> list[dict]:
 
 def evaluate_agent(task, policy: Policy, key: jax.Array, episodes: int,
                    steps: int | None = None, repeats: int = 3, reset=None,
-                   devices: int | None = None) -> tuple[dict, dict]:
+                   devices: int | None = None, latency: bool = True) -> tuple[dict, dict]:
     """(summary row, raw per-episode arrays) for one agent. `reset(key, i)`: the start of
-    episode `i` (default: the task's own draw); `devices`: the episodes sharded over them."""
+    episode `i` (default: the task's own draw); `devices`: the episodes sharded over them;
+    `latency=False` skips timing a single episode (a second compilation), leaving the
+    per-episode times n/a."""
     steps = steps or task.episode_length
     run = jax.jit(make_evaluate(task, policy, steps, reset))
     keys = jax.random.split(key, episodes)
     t0 = time.perf_counter()
     out = jax.device_get(run(shard_keys(keys, devices)))
     batch_first = time.perf_counter() - t0
-    # Single-episode latency: its own program, timed after its compilation.
-    one = jax.jit(make_evaluate(task, policy, steps, reset))
-    t0 = time.perf_counter()
-    jax.block_until_ready(one(keys[:1]))
-    first = time.perf_counter() - t0
-    times = []
-    for r in range(repeats):
+    first = episode_s = float("nan")
+    if latency:  # single-episode latency: its own program, timed after its compilation
+        one = jax.jit(make_evaluate(task, policy, steps, reset))
         t0 = time.perf_counter()
-        jax.block_until_ready(one(keys[r + 1: r + 2] if r + 2 <= episodes else keys[:1]))
-        times.append(time.perf_counter() - t0)
-    episode_s = statistics.median(times)
+        jax.block_until_ready(one(keys[:1]))
+        first = time.perf_counter() - t0
+        times = []
+        for r in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(one(keys[r + 1: r + 2] if r + 2 <= episodes
+                                      else keys[:1]))
+            times.append(time.perf_counter() - t0)
+        episode_s = statistics.median(times)
     success = np.asarray(out["success"], bool)
     taken = np.asarray(out["steps_to_goal"], float)
     info = out["info"]
@@ -108,7 +112,7 @@ def evaluate_agent(task, policy: Policy, key: jax.Array, episodes: int,
         "cuts_per_episode": float(np.mean(out["cuts"])),
         "plan_ms_per_step": 1e3 * episode_s / steps,
         "episode_s": episode_s,
-        "compile_s": max(first - episode_s, 0.0),
+        "compile_s": max(first - episode_s, 0.0) if latency else nan,
         "batch_s": batch_first,
         "model_evals_per_step": float(np.mean(evals)) if evals is not None else nan,
         "episodes": episodes,
@@ -118,7 +122,7 @@ def evaluate_agent(task, policy: Policy, key: jax.Array, episodes: int,
 
 def compare(task, agents: Mapping[str, Policy], seed: int, episodes: int,
             steps: int | None = None, progress: bool = True, reset=None,
-            devices: int | None = None) -> tuple[dict, dict]:
+            devices: int | None = None, latency: bool = True) -> tuple[dict, dict]:
     """Run every agent on the same episode keys; returns (JSON-ready results, raw).
     The results hold a summary row and the per-episode records of every agent."""
     from tqdm.auto import tqdm
@@ -128,7 +132,8 @@ def compare(task, agents: Mapping[str, Policy], seed: int, episodes: int,
     for name, policy in tqdm(agents.items(), desc=f"evaluate {task.name}", unit="agent",
                              disable=not progress):
         rows[name], raw[name] = evaluate_agent(task, policy, key, episodes, steps,
-                                               reset=reset, devices=devices)
+                                               reset=reset, devices=devices,
+                                               latency=latency)
     return {"agents": rows, "task": task.name, "seed": seed, "episodes": episodes,
             "episode_records": {n: raw[n]["records"] for n in raw}}, raw
 
