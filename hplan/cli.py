@@ -209,7 +209,8 @@ def _bench(args) -> int:
     print(f"[bench] world-model stack: {cache}")
     pols = compare.build_agents(task, names, st, ds)
     results, raw = compare.compare(task, pols, args.seed, args.episodes,
-                                   devices=getattr(args, "devices", None))
+                                   devices=getattr(args, "devices", None),
+                                   latency=not getattr(args, "no_latency", False))
     results["matched_compute"] = (
         "every learned agent's level-0 planner gets the same optimiser iterations x "
         "restarts per control step; model_evals_per_step counts predictor calls at all "
@@ -323,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stack", default=None,
                    help="a run dir from `hplan train` (default: train or reuse one in --cache)")
     s.add_argument("--data", default=None, help="its dataset (default: STACK/data)")
+    s.add_argument("--no-latency", action="store_true",
+                   help="skip timing a single episode (one compilation per agent, not two); "
+                        "episode_s and compile_s print n/a")
     s.add_argument("--devices", type=int, default=None,
                    help="shard the episodes over this many devices (default 1)")
     _add_stack_flags(s)
