@@ -88,7 +88,12 @@ def evaluate_agent(task, policy: Policy, key: jax.Array, episodes: int,
     success = np.asarray(out["success"], bool)
     taken = np.asarray(out["steps_to_goal"], float)
     info = out["info"]
-    out["cuts"] = np.asarray(info["cut"]).sum(1) if "cut" in info else np.zeros(episodes, int)
+    if "cut" in info:  # cut events until the goal (an agent parked on it keeps "stalling")
+        cut = np.asarray(info["cut"], bool)
+        until = np.where(success, taken, cut.shape[1])[:, None]
+        out["cuts"] = (cut & (np.arange(cut.shape[1])[None] < until)).sum(1)
+    else:
+        out["cuts"] = np.zeros(episodes, int)
     oracle = task.oracle
     nan = float("nan")
     row = {"success_rate": float(success.mean()), "spl": nan,
