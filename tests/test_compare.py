@@ -62,7 +62,7 @@ def test_bench_cli_end_to_end_on_an_unseen_layout(tmp_path, capsys):
                "--agents", "flat-true,flat-mpc,hier-2", "--episodes", "2",
                "--train-steps", "250", "--critic-steps", "500",
                "--cache", str(tmp_path / "cache"), "--json", str(out),
-               "--plot", str(tmp_path / "p.png")])
+               "--plot", str(tmp_path / "p.png"), "--no-latency"])
     assert rc == 0
     res = json.loads(out.read_text())
     assert set(res["agents"]) == {"flat-true", "flat-mpc", "hier-2"}
