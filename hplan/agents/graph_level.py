@@ -15,9 +15,9 @@ steps) has two causes, answered in turn:
   two cells touching at a corner): a second stall at the same place (within
   `same_place` base steps of the first), or a stall with the target itself as the
   subgoal, cuts the graph within `cut_radius` of the bank state the agent stands on and of
-  the state one step ahead on its route, and drops every route through there; the field is recomputed and the next route goes
-  round. A passage wider than the cut (a corridor) survives it. If the cuts leave the
-  agent no route at all, they are cleared.
+  the state one step ahead on its route, and drops every route through there; the field
+  is recomputed and the next route goes round. A passage wider than the cut (a corridor)
+  survives it. If the cuts leave the agent no route at all, they are cleared.
 """
 
 from __future__ import annotations
