@@ -57,9 +57,9 @@ def main(argv=None):
     p.add_argument("--layouts", type=int, default=20)
     p.add_argument("--pairs", type=int, default=4, help="episodes (pairs) per layout")
     p.add_argument("--agents", default=AGENTS)
-    p.add_argument("--wm-steps", type=int, default=3000)
-    p.add_argument("--critic-steps", type=int, default=6000)
-    p.add_argument("--var-weight", type=float, default=4.0,
+    p.add_argument("--wm-steps", type=int, default=STACK["train"]["steps"])
+    p.add_argument("--critic-steps", type=int, default=STACK["critic"]["steps"])
+    p.add_argument("--var-weight", type=float, default=STACK["train"]["var_weight"],
                    help="VICReg variance weight: at the default 1.0, 3000 updates on these "
                         "small mazes left the latent at std 0.14 and a 1-step error 40x the "
                         "large maze's; 4.0 reaches unit std (probe R2 0.954 -> 0.992)")
@@ -75,9 +75,8 @@ def main(argv=None):
     if args.resume and args.out and Path(args.out).is_file():
         runs = json.loads(Path(args.out).read_text())["runs"]
     done = {r["task"] for r in runs}
-    stack = {"train": {**STACK["train"], "steps": args.wm_steps,
-                       "var_weight": args.var_weight},
-             "critic": {**STACK["critic"], "steps": args.critic_steps}}
+    stack = {"train": {"steps": args.wm_steps, "var_weight": args.var_weight},
+             "critic": {"steps": args.critic_steps}}
     per_layout = layout_tasks(args.seed, args.layouts, args.pairs, stack)
     only = None if args.only is None else {int(i) for i in args.only.split(",")}
     for i, (task, chosen) in enumerate(per_layout):

@@ -72,11 +72,11 @@ def graphs(task, st, ds, seed: int = 0) -> list[dict]:
         critic = C.critic_edges(st, z)
         kinds = {"data": data,
                  "critic": C.verified(critic, data, len(idx)) if when == "after" else critic}
+        joined = joins(task, st, z, xy, ctx.scale)  # the same bank for both kinds
         for kind, links in kinds.items():
             dist = G.shortest_paths(len(idx), *links)
             rows.append({"task": task.name, "graph": f"{kind} ({when})",
-                         **count(task, xy, *links, dist, rng),
-                         **joins(task, st, z, xy, ctx.scale)})
+                         **count(task, xy, *links, dist, rng), **joined})
     return rows
 
 

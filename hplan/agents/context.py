@@ -39,28 +39,30 @@ def _corners(a: int, n: int, rng) -> np.ndarray:
     return rng.choice([-1.0, 1.0], size=(n, a))
 
 
-def _repeats(data) -> tuple[np.ndarray, np.ndarray]:
-    """(flat index of the first occurrence, count) of every distinct dataset state."""
+def pinned_states(data) -> np.ndarray:
+    """Flat indices of the dataset states held more than once exactly (an agent pinned
+    against an obstacle), the most repeated first."""
     flat = data.obs.reshape(data.obs.shape[0] * data.obs.shape[1], -1)
     rows = np.ascontiguousarray(flat).view(np.dtype((np.void, flat.dtype.itemsize
                                                      * flat.shape[1]))).ravel()
     _, first, counts = np.unique(rows, return_index=True, return_counts=True)
-    return first, counts
+    many = counts > 1
+    return first[many][np.argsort(-counts[many], kind="stable")]
 
 
-def bank_index(data, size: int, seed: int = 0) -> np.ndarray:
+def bank_index(data, size: int, seed: int = 0, pinned: np.ndarray | None = None
+               ) -> np.ndarray:
     """Which dataset states (flat indices) make the bank: first every state the data
     holds more than once exactly (an agent pinned against an obstacle, most often where
-    two walls meet), then a uniform draw of the rest.
+    two walls meet), then a uniform draw of the rest. `pinned`: `pinned_states(data)`,
+    when the caller already has it.
 
     Pinned states matter for the links: where two free cells touch only at a corner, the
     states pinned on either side are a hair apart, and a dataset state snaps across the
     corner to the other side's pinned state unless its own side's is a bank state too."""
     n = data.obs.shape[0] * data.obs.shape[1]
     size = min(size, n)
-    first, counts = _repeats(data)
-    pinned = first[counts > 1]
-    pinned = pinned[np.argsort(-counts[counts > 1], kind="stable")][:size]
+    pinned = (pinned_states(data) if pinned is None else pinned)[:size]
     rest = np.setdiff1d(np.arange(n), pinned)
     rng = np.random.default_rng(seed)
     return np.concatenate([pinned, rng.choice(rest, size - len(pinned), replace=False)])
@@ -141,6 +143,7 @@ class Context:
     scale: float | None = None
     _graphs: dict = dataclasses.field(default_factory=dict)
     _links: dict = dataclasses.field(default_factory=dict)
+    _pinned: np.ndarray | None = None
 
     def __post_init__(self):
         if self.scale is None:
@@ -149,12 +152,18 @@ class Context:
                                  "pass the task's offline data (hplan collect)")
             self.scale = step_scale(self.stack, self.data)
 
+    def pinned(self) -> np.ndarray:
+        """`pinned_states(data)`, computed once."""
+        if self._pinned is None:
+            self._pinned = pinned_states(self.data)
+        return self._pinned
+
     def bank(self, size: int, seed: int = 0) -> tuple[np.ndarray, jax.Array]:
         """(dataset indices, encoded latents [size, d]) of a bank."""
         if self.data is None:
             raise ValueError("this agent selects subgoals from a bank of dataset states. "
                              "Fix: pass the task's offline data (hplan collect)")
-        idx = bank_index(self.data, size, seed)
+        idx = bank_index(self.data, size, seed, self.pinned())
         flat = self.data.obs.reshape(-1, *self.data.obs.shape[2:])
         return idx, jnp.asarray(self.stack.encode(flat[idx]))
 
@@ -170,14 +179,12 @@ class Context:
                 links = verified(critic_edges(self.stack, bank), links, len(idx))
             elif edges != "data":
                 raise ValueError(f"edges={edges!r}. Fix: use 'data' or 'critic'")
-            first, counts = _repeats(self.data)
-            pinned = np.isin(idx, first[counts > 1])
-            self._graphs[key] = G.build(bank, *links, pinned=pinned)
+            self._graphs[key] = G.build(bank, *links, pinned=np.isin(idx, self.pinned()))
         return self._graphs[key]
 
     def bank_xy(self, size: int, seed: int = 0) -> np.ndarray | None:
         """Goal-space positions of the bank states (diagnostics and plots only)."""
         if self.data is None or self.data.xy is None:
             return None
-        return self.data.xy.reshape(-1, self.data.xy.shape[-1])[bank_index(self.data, size,
-                                                                           seed)]
+        idx = bank_index(self.data, size, seed, self.pinned())
+        return self.data.xy.reshape(-1, self.data.xy.shape[-1])[idx]

@@ -164,7 +164,7 @@ def make_update(graphdef, opt, obs, actions, wm: WMConfig, tc: TrainConfig, base
 
 def make_chunk(graphdef, opt, obs, actions, wm: WMConfig, tc: TrainConfig, mesh=None):
     """`chunk(state) -> (state, metrics)`: `tc.chunk` scanned updates; with a `mesh`, each
-    batch is split over its devices (see `hplan.train.sharding`)."""
+    batch is split over its devices (see `hplan.sharding`)."""
     update = make_update(graphdef, opt, obs, actions, wm, tc, mesh=mesh)
     return lambda state: jax.lax.scan(update, state, None, length=tc.chunk)
 
