@@ -137,7 +137,8 @@ class Policy(NamedTuple):
 
 # -- the environment registry ---------------------------------------------------------------
 _ENVS: dict[str, Callable[..., Any]] = {}
-_BUILTIN = {"pointmaze": "hplan.envs.pointmaze", "brax": "hplan.envs.brax"}
+_BUILTIN = {"pointmaze": "hplan.envs.pointmaze", "pointmaze-mjx": "hplan.envs.pointmaze",
+            "antmaze": "hplan.envs.pointmaze", "brax": "hplan.envs.brax"}
 
 
 def register(name: str, factory: Callable[..., Any]) -> None:

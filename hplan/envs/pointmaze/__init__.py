@@ -5,6 +5,15 @@ relative to the task file), `start_goal` ("fixed": the S/G cells or `start`/`goa
 "random": pairs at least `min_distance` BFS cells apart; "pairs": the listed `pairs`),
 `waypoints` (cells visited in order before the goal), `success_radius` (cells),
 `max_step`, `slip_prob`, `obs` ("state" or "pixels"), `image_size`.
+
+Physics mazes on the same layouts, starts, goals and goal space ((row, col) in cells):
+- `env = "pointmaze-mjx"` (`mjx_env`): a MuJoCo/MJX ball pushed by forces, with inertia.
+  `[env_args]` as above (no `slip_prob`, `obs`, `image_size`) plus `cell_size` (metres,
+  1.0), `max_step` (full-speed cells per step, 0.5), `time_constant` (control steps, 3),
+  `backend` ("mjx").
+- `env = "antmaze"` (`ant`): brax's ant, one cell = `cell_size` metres (4.0);
+  `success_radius` in cells (0.125 = 0.5 m, as JaxGCRL and OGBench's ant mazes),
+  `backend` ("spring" or "mjx").
 """
 
 from __future__ import annotations
@@ -21,7 +30,8 @@ from hplan.envs.wrappers import GoalWrapper
 
 MAX_PAIRS = 4096  # candidate start/goal pairs kept for random sampling
 
-__all__ = ["MazeConfig", "PointMaze", "Layout", "load_layout", "parse_layout", "make_maze"]
+__all__ = ["MazeConfig", "PointMaze", "Layout", "load_layout", "parse_layout", "make_maze",
+           "make_maze_mjx", "make_antmaze"]
 
 
 def _cell(value, key: str) -> tuple[int, int]:
@@ -108,11 +118,11 @@ def pairs_of(layout: Layout, start_goal: str, min_distance: int = 0, start=None,
     return free[si], free[gi]
 
 
-def make_maze(layout: str | Layout, start_goal: str = "fixed", min_distance: int = 0,
-              start=None, goal=None, pairs=(), waypoints=(), success_radius: float = 0.5,
-              max_step: float = 0.5, slip_prob: float = 0.0, obs: str = "state",
-              image_size: int = 32, base_dir: str | None = None) -> GoalWrapper:
-    """A goal-reaching point maze (the `pointmaze` factory)."""
+def goal_task(world, layout: str | Layout, base_dir: str | None, start_goal: str,
+              min_distance: int, start, goal, pairs, waypoints,
+              success_radius: float) -> GoalWrapper:
+    """`world(layout) -> env` (any maze world in goal space (row, col)) with the task's
+    start/goal pairs and waypoints (cell centres), checked before the world is built."""
     lay = layout if isinstance(layout, Layout) else read_layout(layout, base_dir)
     starts, goals = pairs_of(lay, start_goal, min_distance, start, goal, pairs)
     wps = [_cell(w, "waypoints") for w in waypoints]
@@ -120,13 +130,49 @@ def make_maze(layout: str | Layout, start_goal: str = "fixed", min_distance: int
         if not lay.is_free(w):
             raise ConfigError("waypoints", f"waypoint {i} at cell {w} is not a free cell",
                               "put every waypoint on a '.' cell")
-    maze = PointMaze(lay, MazeConfig(max_step=max_step, slip_prob=slip_prob, obs_type=obs,
-                                     image_size=image_size))
-    return GoalWrapper(maze, starts + 0.5, goals + 0.5,
+    return GoalWrapper(world(lay), starts + 0.5, goals + 0.5,
                        np.asarray(wps, np.float32).reshape(-1, 2) + 0.5, success_radius)
 
 
+def make_maze(layout: str | Layout, start_goal: str = "fixed", min_distance: int = 0,
+              start=None, goal=None, pairs=(), waypoints=(), success_radius: float = 0.5,
+              max_step: float = 0.5, slip_prob: float = 0.0, obs: str = "state",
+              image_size: int = 32, base_dir: str | None = None) -> GoalWrapper:
+    """A goal-reaching point maze (the `pointmaze` factory)."""
+    cfg = MazeConfig(max_step=max_step, slip_prob=slip_prob, obs_type=obs,
+                     image_size=image_size)
+    return goal_task(lambda lay: PointMaze(lay, cfg), layout, base_dir, start_goal,
+                     min_distance, start, goal, pairs, waypoints, success_radius)
+
+
+def make_maze_mjx(layout: str | Layout, start_goal: str = "fixed", min_distance: int = 0,
+                  start=None, goal=None, pairs=(), waypoints=(), success_radius: float = 0.5,
+                  cell_size: float = 1.0, max_step: float = 0.5, time_constant: float = 3.0,
+                  backend: str = "mjx", base_dir: str | None = None) -> GoalWrapper:
+    """A goal-reaching MuJoCo/MJX point mass with inertia (the `pointmaze-mjx` factory)."""
+    from hplan.envs.pointmaze.mjx_env import MJXMazeConfig, PointMazeMJX
+
+    cfg = MJXMazeConfig(cell_size=cell_size, max_step=max_step,
+                        time_constant=time_constant, backend=backend)
+    return goal_task(lambda lay: PointMazeMJX(lay, cfg), layout, base_dir, start_goal,
+                     min_distance, start, goal, pairs, waypoints, success_radius)
+
+
+def make_antmaze(layout: str | Layout, start_goal: str = "fixed", min_distance: int = 0,
+                 start=None, goal=None, pairs=(), waypoints=(),
+                 success_radius: float = 0.125, cell_size: float = 4.0,
+                 backend: str = "spring", base_dir: str | None = None) -> GoalWrapper:
+    """brax's ant in a goal-reaching maze (the `antmaze` factory)."""
+    from hplan.envs.pointmaze.ant import AntMaze, AntMazeConfig
+
+    cfg = AntMazeConfig(cell_size=cell_size, backend=backend)
+    return goal_task(lambda lay: AntMaze(lay, cfg), layout, base_dir, start_goal,
+                     min_distance, start, goal, pairs, waypoints, success_radius)
+
+
 register("pointmaze", make_maze)
+register("pointmaze-mjx", make_maze_mjx)
+register("antmaze", make_antmaze)
 
 
 def task_defaults(env_args: dict, base_dir: str | None = None) -> dict:
@@ -141,7 +187,16 @@ def task_defaults(env_args: dict, base_dir: str | None = None) -> dict:
     return out
 
 
+def ant_task_defaults(env_args: dict, base_dir: str | None = None) -> dict:
+    """1000-step episodes (the public ant mazes'), start/goal as `task_defaults`."""
+    return {**task_defaults(env_args, base_dir), "episode_length": 1000}
+
+
 make_maze.task_defaults = task_defaults
+make_maze_mjx.task_defaults = task_defaults
+make_antmaze.task_defaults = ant_task_defaults
 # What shapes the world (and so the data and the stack); starts, goals, waypoints and the
 # success radius do not.
 make_maze.world_args = ("layout", "max_step", "slip_prob", "obs", "image_size")
+make_maze_mjx.world_args = ("layout", "cell_size", "max_step", "time_constant", "backend")
+make_antmaze.world_args = ("layout", "cell_size", "backend")
