@@ -98,6 +98,37 @@ def test_a_moving_agent_is_never_cut():
     assert not any(cuts)
 
 
+def narrow_u():
+    """A U whose arms' tops are 1.4 steps apart in latent space (0.5 per step) but 21
+    steps apart round the bottom: the two sides of a corner where two cells touch."""
+    left = [(0.0, 0.5 * i) for i in range(11)]
+    bottom = [(0.7 * i / 4, 5.0) for i in range(1, 4)]
+    right = [(0.7, 5.0 - 0.5 * i) for i in range(11)]
+    pts = np.array(left + bottom + right, np.float32)
+    n = len(pts)
+    gaps = np.linalg.norm(np.diff(pts, axis=0), axis=1) / 0.5
+    return G.build(pts, np.arange(n - 1), np.arange(1, n), gaps, n_landmarks=8, k=3), pts
+
+
+@pytest.mark.parametrize("track", [1.5, 0.0])
+def test_the_agent_is_localised_on_the_side_it_came_from(track):
+    """Up the left arm to the corner point, a hair nearer the right arm's top: localised
+    by continuity, the next subgoal is back down the left arm (the way round); by latent
+    nearness alone it is the goal, across the corner."""
+    g, pts = narrow_u()
+    level = graph_level(g, scale=0.5, cfg=GraphLevelConfig(reach=2.0, track=track))
+    goal = jnp.asarray(pts[-3])  # two steps down the right arm
+    walk = [(0.0, 1.5), (0.0, 1.0), (0.0, 0.5), (0.1, 0.2), (0.36, 0.0)]
+    state = level.init(jax.random.key(0), goal)
+    for i, z in enumerate(walk):
+        state, sub, info = level.step(state, jax.random.key(i), jnp.asarray(z), goal)
+    idx = int(info["idx"])
+    if track:
+        assert idx >= 0 and pts[idx, 0] == 0.0  # a state on the left arm
+    else:  # across the corner: the goal itself or a state on the right arm
+        assert np.asarray(sub)[0] == pytest.approx(0.7)
+
+
 def test_bad_graph_level_settings_name_the_fix():
     with pytest.raises(ValueError, match="cut_radius=0.*Fix"):
         GraphLevelConfig(cut_radius=0.0)

@@ -54,13 +54,20 @@ class GraphLevelConfig:
     # route but are no subgoals: level 0 is least accurate exactly there
     avoid_pinned: bool = True
     max_cuts: int = 8  # cut centres kept per episode, two per cut (the oldest are dropped)
+    # Localise by continuity: the agent's bank state is sought within `track` steps (plus
+    # how far its latent moved) of the last one, by graph distance; the latent-nearest
+    # state anywhere wins only if nearer by `relocalise` steps. At a corner where two
+    # cells touch, states on both sides are equally near in latent space; the graph
+    # knows which side the agent came from. 0: off.
+    track: float = 1.5
+    relocalise: float = 1.0
 
     def __post_init__(self):
         for key in ("reach", "direct", "cut_radius", "ban_radius", "same_place"):
             if not getattr(self, key) > 0:
                 raise ConfigError(key, f"{key}={getattr(self, key)!r}",
                                   "use a positive number")
-        for key in ("progress", "commit"):
+        for key in ("progress", "commit", "track", "relocalise"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(key, f"{key}={getattr(self, key)!r}", "use a number >= 0")
         if not (isinstance(self.patience, int) and self.patience >= 0):
@@ -95,6 +102,8 @@ class GraphLevelState(NamedTuple):
     ban_left: jax.Array  # control steps the ban still holds
     stall_z: jax.Array  # [d] where the agent was at its last stall
     stalled: jax.Array  # whether there was a stall since the last cut
+    node: jax.Array  # bank state the agent was localised on last (-1: none yet)
+    node_z: jax.Array  # [d] the latent it was localised from
 
 
 def _once(pred: jax.Array, fn, carry):
@@ -126,6 +135,17 @@ def graph_level(graph: G.BankGraph, scale: float,
         lost = jnp.all(routed >= big) | dead[jt]  # the cuts leave no route: drop them
         return jnp.where(has_cuts & ~lost, routed, exact), has_cuts & lost
 
+    def localise(s: GraphLevelState, z, dead):
+        """(bank index, latent distance in steps) of where the agent is."""
+        jz, cz = nearest(z, dead)
+        if cfg.track <= 0:
+            return jz, cz
+        moved = jnp.sqrt(jnp.sum((z - s.node_z) ** 2)) / scale
+        near = dist[jnp.maximum(s.node, 0)] <= cfg.track + 1.5 * moved
+        jt, ct = nearest(z, dead | ~near)
+        keep = (s.node >= 0) & (ct <= cz + cfg.relocalise)
+        return jnp.where(keep, jt, jz), jnp.where(keep, ct, cz)
+
     def init(key, z_goal):
         cuts = -jnp.ones((cfg.max_cuts,), jnp.int32)
         togo, _ = togo_of(cuts, z_goal)
@@ -133,7 +153,8 @@ def graph_level(graph: G.BankGraph, scale: float,
                                stale=jnp.bool_(False), idx=jnp.int32(-1),
                                best=jnp.float32(jnp.inf), stuck=jnp.int32(0),
                                ban_idx=jnp.int32(-1), ban_left=jnp.int32(0),
-                               stall_z=jnp.zeros_like(z_goal), stalled=jnp.bool_(False))
+                               stall_z=jnp.zeros_like(z_goal), stalled=jnp.bool_(False),
+                               node=jnp.int32(-1), node_z=jnp.zeros_like(z_goal))
 
     def refresh(s: GraphLevelState, target):
         def recompute(s):
@@ -148,7 +169,7 @@ def graph_level(graph: G.BankGraph, scale: float,
         del key
         s = refresh(s, target)
         dead = G.cut_mask(graph, s.cuts, cfg.cut_radius)
-        jz, cz = nearest(z, dead)
+        jz, cz = localise(s, z, dead)
         every = jnp.arange(m)
         blocked = dead | G.passes(graph, s.cuts, jnp.broadcast_to(jz, (m,)), every,
                                   cfg.cut_radius)
@@ -212,7 +233,8 @@ def graph_level(graph: G.BankGraph, scale: float,
                        ban_idx=jnp.where(ban, s.idx, jnp.where(s.ban_left > 0, s.ban_idx, -1)),
                        ban_left=jnp.where(ban, cfg.ban_steps, jnp.maximum(s.ban_left - 1, 0)),
                        stall_z=jnp.where(stall_now, z, s.stall_z),
-                       stalled=(s.stalled | stall_now) & ~cut)
+                       stalled=(s.stalled | stall_now) & ~cut,
+                       node=jz.astype(jnp.int32), node_z=z)
         return s, sub, {**level_info(), "idx": idx, "cut": cut, "togo": here}
 
     return Level(init, step)
