@@ -94,6 +94,11 @@ class AntMaze(physics.MazeFrame):
     def observation_size(self) -> int:
         return 29
 
+    @property
+    def body_radius(self) -> float:
+        """The torso's radius in cells: its centre keeps at least this far from walls."""
+        return TORSO_RADIUS / self.cell_size
+
     def reset(self, key: jax.Array) -> State:
         return self.explore_reset(key)
 

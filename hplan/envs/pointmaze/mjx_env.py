@@ -83,6 +83,11 @@ class PointMazeMJX(physics.MazeFrame):
         return 4
 
     @property
+    def body_radius(self) -> float:
+        """The ball's radius in cells: its centre keeps this far from walls."""
+        return BALL_RADIUS / self.cell_size
+
+    @property
     def action_scale(self) -> float:
         """Cells per step along one axis at full force (the terminal speed)."""
         return self.config.max_step

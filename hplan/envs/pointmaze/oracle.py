@@ -19,6 +19,8 @@ class MazeOracle:
         self.maze = maze
         self.layout = maze.layout
         self.max_step = maze.config.max_step
+        # A body's centre keeps this far (cells) from walls (0: the pure-JAX point).
+        self.body_radius = float(getattr(maze, "body_radius", 0.0))
         self._geo = None
 
     @property
@@ -57,7 +59,9 @@ class MazeOracle:
         return np.floor(np.asarray(xy)).astype(int)
 
     def near_obstacle(self, xy: np.ndarray, margin: float = 0.2) -> np.ndarray:
-        """True where a point is within `margin` cells of a wall cell (8-neighbourhood)."""
+        """True where a point is within `margin` cells (plus the body's radius) of a wall
+        cell (8-neighbourhood)."""
+        margin = margin + self.body_radius
         pos = np.asarray(xy)
         cells = np.floor(pos).astype(int)
         frac = pos - cells
