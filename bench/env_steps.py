@@ -5,12 +5,13 @@ Defaults (the pure-JAX maze, task large): batches 1, 256 and 4096 with 20000, 20
 bench/results/env_steps_<cpu|gpu>.json. Any other task (the action size comes from the
 env) is written to bench/results/env_steps_<task>_<cpu|gpu>.json.
 Run: .venv/bin/python bench/env_steps.py [--task large] [--batches 1,64,256]
-     [--steps 200 | --steps 400,100,50] [--repeats 5] [--out FILE]
+     [--steps 200 | --steps 400,100,50] [--repeats 5] [--backend mjx] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -85,9 +86,16 @@ def main(argv=None):
     p.add_argument("--steps", type=_ints, default=None,
                    help="steps per run: one value, or one per batch")
     p.add_argument("--repeats", type=int, default=5, help="timed runs after the first")
+    p.add_argument("--backend", default=None,
+                   help="override the task's env_args backend (physics mazes: mjx, spring); "
+                        "the result file's name then ends in _<backend>")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     task = tasks.load(args.task)
+    if args.backend:
+        spec = dataclasses.replace(task.spec, env_args={**task.spec.env_args,
+                                                        "backend": args.backend})
+        task = tasks.build(spec, source=task.source, base_dir=task.base_dir)
     env = task.env
     rows = []
     for batch, steps in plan(args.batches, args.steps):
@@ -114,6 +122,8 @@ def main(argv=None):
     if args.task == DEFAULT_TASK:
         payload["target_steps_per_s_at_4096"] = 2e6
     name = "env_steps" if args.task == DEFAULT_TASK else f"env_steps_{args.task}"
+    if args.backend:
+        name += f"_{args.backend}"
     out = write(name, payload, args.out)
     print(f"wrote {out}")
 
