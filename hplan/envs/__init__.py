@@ -2,7 +2,9 @@
 
 `make(name, **kwargs)` builds a registered env; `register(name, factory)` adds one (a task
 file's `env_module` is imported first, so a user registers theirs without editing hplan).
-Shipped: `pointmaze` (hplan.envs.pointmaze), `brax` (any brax.envs environment).
+Shipped: `pointmaze` (hplan.envs.pointmaze), its physics versions `pointmaze-mjx` (a
+MuJoCo/MJX ball pushed by forces) and `antmaze` (brax's ant) on the same layouts, and
+`brax` (any brax.envs environment).
 """
 
 from hplan.core import factory, import_env_module, make, register, registered
