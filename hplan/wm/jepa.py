@@ -66,9 +66,12 @@ def var_cov(z: jax.Array) -> tuple[jax.Array, jax.Array]:
     return var, jnp.sum(off**2) / z.shape[-1]
 
 
-def make_sampler(obs: jax.Array, actions: jax.Array, window: int, batch: int):
-    """Uniform windows of `window` actions and `window + 1` observations, on device."""
-    n, t = actions.shape[:2]
+def make_sampler(obs: jax.Array, actions: jax.Array, window: int, batch: int, n=None):
+    """Uniform windows of `window` actions and `window + 1` observations, on device,
+    from the first `n` episodes (default all; may be traced, so a buffer that fills up
+    round by round trains without recompiling)."""
+    t = actions.shape[1]
+    n = actions.shape[0] if n is None else n
     if t < window:
         raise ValueError(f"episodes have {t} steps but training windows need {window}. Fix: "
                          f"collect with --steps >= {window} or shorten TrainConfig.rollout")
@@ -141,10 +144,11 @@ def init_state(model: WorldModel, tc: TrainConfig):
 
 
 def make_update(graphdef, opt, obs, actions, wm: WMConfig, tc: TrainConfig, base=None,
-                mesh=None):
+                mesh=None, n=None):
     """`update(state, _) -> (state, metrics)`: one JEPA step; its randomness comes from
-    `fold_in(seed, step)`, so a resumed run replays the same updates."""
-    sample = make_sampler(obs, actions, span(wm, tc), tc.batch)
+    `fold_in(seed, step)`, so a resumed run replays the same updates. `n`: train on the
+    first `n` episodes only (see `make_sampler`)."""
+    sample = make_sampler(obs, actions, span(wm, tc), tc.batch, n)
     loss_fn = make_loss(graphdef, wm, tc)
     base = jax.random.key(tc.seed) if base is None else base
 
