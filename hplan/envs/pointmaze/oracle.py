@@ -88,13 +88,25 @@ class MazeOracle:
         xy = np.asarray(xy)
         return xy[..., 1], xy[..., 0]
 
+    def visits(self, xy: np.ndarray) -> np.ndarray:
+        """Visit counts per cell [H, W] of goal-space points [..., 2]."""
+        cells = np.floor(np.asarray(xy).reshape(-1, 2)).astype(int)
+        h, w = self.layout.shape
+        cells = cells[(cells[:, 0] >= 0) & (cells[:, 0] < h) & (cells[:, 1] >= 0)
+                      & (cells[:, 1] < w)]
+        counts = np.zeros(self.layout.shape, np.int64)
+        np.add.at(counts, (cells[:, 0], cells[:, 1]), 1)
+        return counts
+
+    def coverage_fraction(self, xy: np.ndarray) -> float:
+        """The fraction of free cells that points [..., 2] visit (what `coverage` prints)."""
+        return float(np.mean(self.visits(xy)[~self.layout.walls] > 0))
+
     def coverage(self, ax, xy: np.ndarray) -> str:
         """Visit counts per cell drawn on `ax`; returns a one-line summary."""
         from hplan.envs.pointmaze.render import draw_counts
 
-        cells = np.floor(np.asarray(xy).reshape(-1, 2)).astype(int)
-        counts = np.zeros(self.layout.shape, np.int64)
-        np.add.at(counts, (cells[:, 0], cells[:, 1]), 1)
+        counts = self.visits(xy)
         im = draw_counts(ax, self.layout, counts)
         ax.figure.colorbar(im, ax=ax, label="log10(visits + 1)", shrink=0.8)
         free = ~self.layout.walls
