@@ -1,4 +1,5 @@
-"""`hplan` command line: tasks, envs, show, collect, train, diagnose, bench, demo."""
+"""`hplan` command line: tasks, envs, show, collect, explore, train, diagnose, bench,
+demo."""
 
 from __future__ import annotations
 
@@ -51,6 +52,62 @@ def _collect(args) -> int:
         png, summary = render.save_coverage(task, ds.xy, Path(args.out) / "coverage.png")
         print(f"coverage: {summary}; wrote {png}")
     print(f"wrote {out}/data.npz, {out}/meta.json")
+    return 0
+
+
+def _explore(args) -> int:
+    import dataclasses
+
+    from hplan import data, render, tasks
+    from hplan.train.explore import ExploreConfig, explore
+
+    task = tasks.load(args.task)  # bad input fails here and below, before any work
+    fields = {f.name: f for f in dataclasses.fields(ExploreConfig)}
+    extra = {}
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        if key not in fields or not value:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of "
+                             f"{', '.join(fields)}. Fix: e.g. --set hidden=64")
+        kind = type(fields[key].default)
+        try:
+            extra[key] = kind(value)
+        except ValueError:
+            raise ValueError(f"--set {item!r}: {value!r} is not a {kind.__name__}. Fix: "
+                             f"write {key}=<{kind.__name__}>") from None
+    cfg = ExploreConfig(**{"rounds": args.rounds, "episodes": args.episodes,
+                           "steps": args.steps, "starts": args.starts,
+                           "train_steps": args.train_steps, "min_growth": args.min_growth,
+                           "seed": args.seed, **extra})
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    frac = getattr(task.oracle, "coverage_fraction", None)  # diagnostics only
+    report = {"task": task.name, "config": dataclasses.asdict(cfg), "runs": {}}
+    # the baseline: random actions for the same env steps from the same round 0,
+    # restarting at states its own data visited
+    runs = {"plan": (cfg, True)}
+    if args.baseline:
+        runs["random"] = (dataclasses.replace(cfg, lead=-1), False)
+    for run, (c, plan) in runs.items():
+        rows = report["runs"].setdefault(run, [])
+
+        def on_round(k, ds, summary, rows=rows, run=run):
+            row = dict(summary)
+            text = f"cover proxy {summary['cover']}"
+            if ds.xy is not None:
+                png, text = render.save_coverage(task, ds.xy, out / f"coverage_{run}_{k}.png")
+                row.update(coverage=frac(ds.xy) if frac else None, png=png.name)
+            rows.append(row)
+            print(f"[explore] {run} round {k}: {ds.n_episodes} episodes, {text}")
+
+        t0 = time.perf_counter()
+        ds, _ = explore(task, c, plan=plan, on_round=on_round)
+        report[f"{run}_seconds"] = time.perf_counter() - t0
+        if run == "plan":
+            data.save(ds, out / "data")
+    (out / "explore.json").write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}/data (train on it: hplan train --task {task.name} --data "
+          f"{out}/data --out RUN), {out}/explore.json and the coverage maps")
     return 0
 
 
@@ -272,6 +329,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="output directory")
     s.set_defaults(fn=_collect)
+
+    s = sub.add_parser("explore", help="exploration data that travels: random actions, "
+                       "then planning with a learned model toward rarely visited states")
+    s.add_argument("--task", required=True)
+    s.add_argument("--rounds", type=int, default=4, help="rounds, round 0 (random) included")
+    s.add_argument("--episodes", type=int, default=256, help="episodes per round")
+    s.add_argument("--steps", type=int, default=100, help="actions per episode")
+    s.add_argument("--starts", type=int, default=8,
+                   help="distinct explore_reset starts shared by round 0's episodes")
+    s.add_argument("--train-steps", type=int, default=1000,
+                   help="level-0 model updates per round")
+    s.add_argument("--min-growth", type=float, default=0.05,
+                   help="stop when the coverage proxy grows by less than this fraction")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other setting of hplan.train.explore.ExploreConfig (model "
+                        "size, planner, targets), repeatable: --set hidden=64")
+    s.add_argument("--baseline", action="store_true",
+                   help="also run random actions for the same env steps, for comparison")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="output directory")
+    s.set_defaults(fn=_explore)
 
     s = sub.add_parser("train", help="train the world-model stack and critics for a task")
     s.add_argument("--task", required=True)
