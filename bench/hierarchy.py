@@ -54,6 +54,9 @@ def main(argv=None):
                         "(default: each evaluation seed trains its own stack)")
     p.add_argument("--cache", default="out/cache")
     p.add_argument("--out", default=None)
+    p.add_argument("--no-latency", action="store_true",
+                   help="skip the single-episode latency run (one compilation per agent; "
+                        "plan_ms_per_step and episode_s are then n/a)")
     args = p.parse_args(argv)
     names = args.agents.split(",")
     results = {}
@@ -66,7 +69,8 @@ def main(argv=None):
             st, ds, where = pipeline.get_stack(task, args.cache, seed=sseed, show=False)
             train_s = time.perf_counter() - t0
             res, raw = compare.compare(task, compare.build_agents(task, names, st, ds),
-                                       seed, args.episodes, progress=False)
+                                       seed, args.episodes, progress=False,
+                                       latency=not args.no_latency)
             paired(res, raw)
             res["train_s"] = train_s
             res["stack_seed"] = sseed
