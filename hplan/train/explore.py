@@ -68,6 +68,8 @@ class ExploreConfig:
     # at states drawn uniformly from the data)
     cost: str = "slow"  # planner cost: distance in slow features read from the latent,
     # or in the latent itself ("latent")
+    slowness: float = 0.05  # slow features: mean squared change per step below this
+    # fraction of their variance
     neighbours: int = 10  # k of the k-th-neighbour distance
     subsample: int = 2048
     min_growth: float = 0.05  # stop when the cover grows by less than this fraction
@@ -91,7 +93,8 @@ class ExploreConfig:
         need(0 < self.rare <= 1 and 0 <= self.go <= 1 and 0 <= self.rho < 1,
              f"rare={self.rare} and go={self.go} must be in (0, 1], rho={self.rho} in "
              "[0, 1)", "use e.g. rare = 0.05, go = 0.5, rho = 0.9")
-        need(self.reach > 0, f"reach={self.reach} must be positive", "use e.g. 3")
+        need(self.reach > 0 and self.slowness > 0, f"reach={self.reach} and slowness="
+             f"{self.slowness} must be positive", "use e.g. reach = 3, slowness = 0.05")
         need(self.cost in ("slow", "latent"), f"cost={self.cost!r} is unknown",
              "use 'slow' or 'latent'")
         need(self.neighbours < self.subsample, f"neighbours={self.neighbours} must be "
@@ -242,7 +245,7 @@ def explore(task, cfg: ExploreConfig, plan: bool = True, on_round=None,
     # where the agent is: the slow features of round 0, fixed for the run. The coverage
     # proxy counts the cells of a grid over them that the data occupies, the cell's side
     # being the median distance to the k-th neighbour in a subsample of round 0.
-    slow = X.slow_features(data.obs, max_dims=m_max)
+    slow = X.slow_features(data.obs, cfg.slowness, max_dims=m_max)
     sub0 = data.obs[X.subsample(jax.random.fold_in(k0, 2), data, cfg.subsample)]
     width = float(jnp.median(X.kth_neighbour(X.project(sub0, *slow, nd), cfg.neighbours)))
     cover = [X.occupied(X.project(data.obs, *slow, nd), width)]
