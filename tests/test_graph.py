@@ -119,9 +119,10 @@ def test_the_agent_is_localised_on_the_side_it_came_from(track):
     level = graph_level(g, scale=0.5, cfg=GraphLevelConfig(reach=2.0, track=track))
     goal = jnp.asarray(pts[-3])  # two steps down the right arm
     walk = [(0.0, 1.5), (0.0, 1.0), (0.0, 0.5), (0.1, 0.2), (0.36, 0.0)]
+    step = jax.jit(level.step)
     state = level.init(jax.random.key(0), goal)
     for i, z in enumerate(walk):
-        state, sub, info = level.step(state, jax.random.key(i), jnp.asarray(z), goal)
+        state, sub, info = step(state, jax.random.key(i), jnp.asarray(z), goal)
     idx = int(info["idx"])
     if track:
         assert idx >= 0 and pts[idx, 0] == 0.0  # a state on the left arm
