@@ -99,9 +99,6 @@ class AntMaze(physics.MazeFrame):
         """The torso's radius in cells: its centre keeps at least this far from walls."""
         return TORSO_RADIUS / self.cell_size
 
-    def reset(self, key: jax.Array) -> State:
-        return self.explore_reset(key)
-
     def explore_reset(self, key: jax.Array) -> State:
         """A uniformly random free position (every foot inside the cell) and heading."""
         k_pos, k_yaw, k_next = jax.random.split(key, 3)
@@ -112,12 +109,6 @@ class AntMaze(physics.MazeFrame):
     def reset_at(self, key: jax.Array, xy: jax.Array) -> State:
         """The ant at `xy` ((row, col) cells), facing +x (along the columns)."""
         return self._reset(key, xy, jnp.float32(0))
-
-    def step(self, state: State, action: jax.Array) -> State:
-        ps = self.pipeline.step(state.env_state, physics.sanitize(action))
-        new = self.state_of(ps)
-        return new.replace(info={**state.info, **new.info},
-                           metrics={**state.metrics, **new.metrics})
 
     def goal_obs(self, xy: jax.Array) -> jax.Array:
         """The observation of the ant in its initial pose, standing still at `xy`."""

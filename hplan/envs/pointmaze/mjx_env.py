@@ -92,9 +92,6 @@ class PointMazeMJX(physics.MazeFrame):
         """Cells per step along one axis at full force (the terminal speed)."""
         return self.config.max_step
 
-    def reset(self, key: jax.Array) -> State:
-        return self.explore_reset(key)
-
     def explore_reset(self, key: jax.Array) -> State:
         """At rest at a uniformly random free position (the ball fully inside its cell)."""
         k_pos, k_next = jax.random.split(key)
@@ -107,12 +104,6 @@ class PointMazeMJX(physics.MazeFrame):
         q = jnp.asarray(xy, jnp.float32) * self.cell_size  # the joints slide along row, col
         ps = self.pipeline.init(q, jnp.zeros(2, jnp.float32))
         return self.state_of(ps)
-
-    def step(self, state: State, action: jax.Array) -> State:
-        ps = self.pipeline.step(state.env_state, physics.sanitize(action))
-        new = self.state_of(ps)
-        return new.replace(info={**state.info, **new.info},
-                           metrics={**state.metrics, **new.metrics})
 
     def goal_obs(self, xy: jax.Array) -> jax.Array:
         """The observation of the ball standing still at `xy`."""

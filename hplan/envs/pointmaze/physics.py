@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hplan.core import ConfigError
+from hplan.core import ConfigError, State
 from hplan.envs.pointmaze.layout import Layout
 
 BACKENDS = {"mjx": "brax.mjx.pipeline", "spring": "brax.spring.pipeline",
@@ -201,6 +201,16 @@ class MazeFrame:
         if cached is None:
             cached = self.__dict__["_oracle"] = MazeOracle(self)
         return cached
+
+    def reset(self, key: jax.Array) -> State:
+        return self.explore_reset(key)
+
+    def step(self, state: State, action: jax.Array) -> State:
+        """One control step of the subclass's `pipeline`; `state_of` reads the State."""
+        ps = self.pipeline.step(state.env_state, sanitize(action))
+        new = self.state_of(ps)
+        return new.replace(info={**state.info, **new.info},
+                           metrics={**state.metrics, **new.metrics})
 
     def observe(self, xy: jax.Array) -> jax.Array:
         """What the agent observes standing still at `xy` (the oracle's critic check)."""
