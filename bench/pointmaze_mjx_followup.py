@@ -23,15 +23,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench.common import write
+from hplan import data as data_lib
 from hplan import tasks
-from hplan.data import collect as C
 from hplan.eval import compare
 from hplan.train import pipeline
 from hplan.wm import diagnostics as diag
 
 
 def diagnose(task, st) -> dict:
-    ho = C.collect(task, jax.random.key(987654), 512, 64, "mixed")
+    ho = data_lib.collect(task, jax.random.key(987654), 512, 64, "mixed")
     z = st.encode(ho.obs)
     model = st.model()
     k = 32
