@@ -2,6 +2,8 @@
 # exactly the versions in requirements.lock first.
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
+# Test processes (pytest-xdist, one file per worker): CI has 2 cores.
+WORKERS ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -18,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/hplan demo
 
 test: $(STAMP)
-	HPLAN_QUICK=1 $(BIN)/python -m pytest -q --nbmake tests notebooks/quickstart.ipynb
+	HPLAN_QUICK=1 $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile --nbmake tests notebooks/quickstart.ipynb
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
