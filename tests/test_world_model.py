@@ -163,3 +163,41 @@ def test_latent_variable_interface_on_slip_maze():
     outs = [model.step(0, z, a, jnp.array(n, jnp.float32)) for n in ([0, 0], [2, -2])]
     assert outs[0].shape == z.shape and not np.allclose(outs[0], outs[1])
     assert np.isfinite(hist[-1]["loss"])
+
+
+def test_pixel_model_encodes_each_window_frame_once_and_trains(task, monkeypatch):
+    from hplan.wm import models
+
+    spec = task.spec
+    env = tasks.build(dataclasses.replace(
+        spec, env_args={**spec.env_args, "obs": "pixels", "image_size": 16}),
+        base_dir=tasks.TASKS_DIR).env.unwrapped
+    xy = jax.random.uniform(jax.random.key(0), (16, 9, 2), minval=1.2, maxval=7.8)
+    obs = jax.vmap(jax.vmap(env.observe))(xy)  # [16, 9, 16, 16, 2] uint8 frames
+    actions = jax.random.uniform(jax.random.key(1), (16, 8, 2), minval=-1, maxval=1)
+    wm = dataclasses.replace(WM, pixels=True)
+    tc = dataclasses.replace(TC, batch=8)
+    # strides (1, 4), rollout (4, 2): level 0 sees frames 0..4, level 1 sees 0, 4, 8
+    frames, pos = wm_train.window_frames(wm, tc)
+    assert frames.tolist() == [0, 1, 2, 3, 4, 8]
+    assert [p.tolist() for p in pos] == [[0, 1, 2, 3, 4], [0, 4, 5]]
+    seen = []
+    call = models.PixelEncoder.__call__
+    monkeypatch.setattr(models.PixelEncoder, "__call__",
+                        lambda self, x: seen.append((x.shape, x.dtype)) or call(self, x))
+    graph, opt, state = wm_train.init_state(wm_train.build_model((16, 16, 2), 2, wm), tc)
+    jax.eval_shape(wm_train.make_loss(graph, wm, tc), state["params"], state["params"],
+                   obs[:8], actions[:8])
+    assert seen == [((8, 6, 16, 16, 2), jnp.uint8)]  # one call, 6 frames, still uint8
+    monkeypatch.undo()
+    update = jax.jit(wm_train.make_update(graph, opt, obs, actions, wm, tc))
+    losses = []
+    for _ in range(3):
+        state, m = update(state, None)
+        losses.append(float(m["loss"]))
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    z = wm_train.encode_all(graph, state["params"], np.asarray(obs[:2]))
+    assert z.shape == (2, 9, wm.latent_dim) and np.isfinite(z).all()
+    # a frame size the 4x4 patches do not divide is zero-padded, not refused
+    odd = wm_train.build_model((18, 18, 2), 2, wm)
+    assert odd.encode(jnp.zeros((3, 18, 18, 2), jnp.uint8)).shape == (3, wm.latent_dim)

@@ -96,6 +96,15 @@ def level_windows(wm: WMConfig, tc: TrainConfig, o: jax.Array, a: jax.Array, lev
     return obs, chunks
 
 
+def window_frames(wm: WMConfig, tc: TrainConfig) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The window offsets any level looks at (sorted), and per level the positions of its
+    own frames among them: levels share frames (0 and 8 with strides (1, 8)), and the
+    loss encodes each frame of a window once, which for pixels is most of the work."""
+    per = [np.arange(0, k * s + 1, s) for k, s in zip(tc.rollout, wm.strides, strict=True)]
+    frames = np.unique(np.concatenate(per))
+    return frames, [np.searchsorted(frames, f) for f in per]
+
+
 def make_loss(graphdef, wm: WMConfig, tc: TrainConfig):
     def loss_fn(params, target_params, o, a):
         model = nnx.merge(graphdef, params)
@@ -103,15 +112,20 @@ def make_loss(graphdef, wm: WMConfig, tc: TrainConfig):
         metrics = {}
         total = 0.0
         z_all = []
+        if wm.pixels:  # each frame once (state training keeps its exact former sums)
+            frames, pos = window_frames(wm, tc)
+            z_win = model.encode(o[:, frames])  # [B, F, d]
+            t_win = (jax.lax.stop_gradient(tgt_enc(o[:, frames])) if tgt_enc is not None
+                     else z_win)
         for level in range(wm.levels):
             obs, chunks = level_windows(wm, tc, o, a, level)
-            z = model.encode(obs)  # [B, K+1, d]
-            z_all.append(z)
-            if tgt_enc is not None:
-                target = jax.lax.stop_gradient(tgt_enc(obs))
-                z0 = z[:, 0]
+            if wm.pixels:
+                z, target = z_win[:, pos[level]], t_win[:, pos[level]]
             else:
-                target, z0 = z, z[:, 0]
+                z = model.encode(obs)  # [B, K+1, d]
+                target = jax.lax.stop_gradient(tgt_enc(obs)) if tgt_enc is not None else z
+            z_all.append(z)
+            z0 = z[:, 0]
             acts = chunks[:, :, 0] if level == 0 else model.macros[level - 1](chunks)
             pred = jax.vmap(lambda z0_, u, lv=level: model.rollout(lv, z0_, u))(z0, acts)
             err = jnp.mean(jnp.sum((pred - target[:, 1:]) ** 2, -1))

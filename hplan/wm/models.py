@@ -57,23 +57,65 @@ class StateEncoder(nnx.Module):
         return self.net(obs)
 
 
-class PixelEncoder(nnx.Module):
-    """Small CNN for top-down images [H, W, C]."""
+class PatchConv(nnx.Module):
+    """A convolution whose kernel is its stride (non-overlapping patches), written as a
+    reshape and a matmul. XLA:CPU runs a real `conv` inside a `while` loop (which is what
+    scanned training chunks are) about 15x slower than outside one (jax-ml/jax#12868: a
+    pixel JEPA update took 15.6 s in a scan, 1.1 s alone); a matmul has no such cliff.
+    Frames not divisible by the patch are zero-padded."""
 
-    def __init__(self, obs_shape: tuple[int, int, int], cfg: WMConfig, rngs: nnx.Rngs):
-        h, w, c = obs_shape
-        self.c1 = nnx.Conv(c, 16, (3, 3), strides=(2, 2), rngs=rngs)
-        self.c2 = nnx.Conv(16, 32, (3, 3), strides=(2, 2), rngs=rngs)
-        flat = 32 * (-(-h // 4)) * (-(-w // 4))
-        self.head = MLP([flat, cfg.hidden, cfg.latent_dim], rngs)
+    def __init__(self, cin: int, cout: int, patch: int, rngs: nnx.Rngs):
+        self.patch = patch
+        self.linear = nnx.Linear(patch * patch * cin, cout, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n, h, w, c = x.shape
+        p = self.patch
+        ph, pw = -h % p, -w % p
+        if ph or pw:
+            x = jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)))
+        hh, ww = (h + ph) // p, (w + pw) // p
+        x = x.reshape(n, hh, p, ww, p, c).swapaxes(2, 3).reshape(n, hh, ww, p * p * c)
+        return self.linear(x)
+
+
+def soft_argmax(x: jax.Array) -> jax.Array:
+    """Expected (row, col) in [-1, 1] under a softmax over positions, per channel:
+    [N, H, W, K] -> [N, 2K]. Smooth in where things are, so a moving agent gives latents
+    that move smoothly and linearly with it (spatial softmax, Levine et al. 2016)."""
+    n, h, w, k = x.shape
+    p = jax.nn.softmax(x.reshape(n, h * w, k), axis=1).reshape(n, h, w, k)
+    rows = (jnp.arange(h) + 0.5) / h * 2 - 1
+    cols = (jnp.arange(w) + 0.5) / w * 2 - 1
+    return jnp.concatenate([jnp.einsum("nhwk,h->nk", p, rows),
+                            jnp.einsum("nhwk,w->nk", p, cols)], axis=-1)
+
+
+class PixelEncoder(nnx.Module):
+    """Top-down uint8 frames [H, W, C] -> latent: 4x4 patches -> 16 channels, 16
+    keypoints by soft-argmax, then an MLP (~0.1 MFLOP per 32x32 frame).
+
+    Keypoints, not a flattened feature map: on two-rooms, a flattened map (a further 2x2
+    patch stage, 512 features) gave a latent that was a jumpy function of the position
+    (relative 8-step prediction error 1.27) and shrank towards collapse (latent std 0.03,
+    probe R^2 0.78 after 1500 updates); keypoints reach R^2 > 0.99 within 250 updates.
+    They say where things are, not what the layout is: maps that change between
+    episodes will need more than this."""
+
+    def __init__(self, obs_shape: tuple[int, int, int], cfg: WMConfig, rngs: nnx.Rngs,
+                 patch: int = 4, channels: int = 16, keypoints: int = 16):
+        c = obs_shape[-1]
+        self.c1 = PatchConv(c, channels, patch, rngs)
+        self.kp = nnx.Linear(channels, keypoints, rngs=rngs)
+        self.head = MLP([2 * keypoints, cfg.hidden, cfg.latent_dim], rngs)
 
     def __call__(self, obs: jax.Array) -> jax.Array:
         lead = obs.shape[:-3]
         x = obs.reshape(-1, *obs.shape[-3:])
-        if x.dtype == jnp.uint8:  # frames are stored as observed; scale them here
+        if x.dtype == jnp.uint8:  # frames stay uint8 until here, inside the jitted step
             x = x.astype(jnp.float32) / 255.0
-        x = jax.nn.gelu(self.c2(jax.nn.gelu(self.c1(x))))
-        return self.head(x.reshape(x.shape[0], -1)).reshape(*lead, -1)
+        f = jax.nn.gelu(self.c1(x))
+        return self.head(soft_argmax(self.kp(f))).reshape(*lead, -1)
 
 
 class Predictor(nnx.Module):
