@@ -127,8 +127,9 @@ def _check_run(task, cfg, jaxpr, out):
     n_low = a.restarts * a.iters
     info = out["info"]
     np.testing.assert_array_equal(info["n_evals"], n_low)
-    # graph levels join by latent distance: no model or critic calls of their own
-    np.testing.assert_array_equal(info["n_model"], n_low * a.horizon)
+    # graph levels join by latent distance: no model or critic calls of their own; one
+    # model step predicts the next latent (the agent's surprise)
+    np.testing.assert_array_equal(info["n_model"], n_low * a.horizon + 1)
     np.testing.assert_array_equal(info["n_critic"], n_low * a.critic_calls)
 
 
@@ -209,7 +210,7 @@ def test_three_layers_graph_far_subgoal_macro_middle_level0_below(rooms):
     np.testing.assert_array_equal(info["n_critic"], np.broadcast_to(
         n_low * LOW.horizon + fresh * macro.samples * macro.iters, (4, 12)))
     np.testing.assert_array_equal(info["n_model"], np.broadcast_to(
-        n_low * LOW.horizon + fresh * (macro.samples * macro.iters * macro.horizon + 1),
+        n_low * LOW.horizon + 1 + fresh * (macro.samples * macro.iters * macro.horizon + 1),
         (4, 12)))
     top = np.asarray(info["top_idx"])
     assert np.all(top[:, :8] == top[:, :1])  # held between selections

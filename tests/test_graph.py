@@ -135,3 +135,19 @@ def test_bad_graph_level_settings_name_the_fix():
         GraphLevelConfig(cut_radius=0.0)
     with pytest.raises(ValueError, match="patience=-1.*Fix"):
         GraphLevelConfig(patience=-1)
+
+
+def test_a_surprised_graph_level_cuts_at_once_and_goes_round():
+    g, pts = u_graph()
+    n = len(pts)
+    level = graph_level(g, scale=0.5, cfg=GraphLevelConfig(reach=2.0, patience=8))
+    goal = jnp.asarray(pts[n - 3])
+    z = jnp.asarray(pts[0])
+    s = level.init(jax.random.key(0), goal)
+    s, sub, info = level.step(s, jax.random.key(1), z, goal)
+    assert sub[0] == pytest.approx(5.0) and not info["cut"]  # through the wormhole
+    s, _, info = level.step(level.surprised(s), jax.random.key(2), z, goal)
+    assert info["cut"]  # no stall needed: the first surprised step cuts
+    s, sub, info = level.step(s, jax.random.key(3), z, goal)
+    assert int(info["idx"]) >= 0 and pts[int(info["idx"]), 0] == 0.0  # down the left arm
+    assert not level.step(s, jax.random.key(4), z, goal)[2]["cut"]  # once, not every step

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hplan.agents.actuator import MPCConfig, mpc
+from hplan.agents.actuator import MPCConfig, action_filter, mpc
 from hplan.agents.config import AgentConfig, LevelSpec, available, level_module, load_agent
 from hplan.agents.context import Context
 from hplan.agents.level import Actuator, Level, chain, hold
@@ -37,7 +37,18 @@ def build(cfg: AgentConfig, ctx: Context) -> Policy:
     for spec in cfg.levels:
         level = level_module(spec.kind).make(spec.config, ctx)
         levels.append(hold(level, spec.every) if spec.every > 1 else level)
-    return chain(levels, mpc(ctx, cfg.actuator), encoder(ctx.stack))
+    return chain(levels, mpc(ctx, cfg.actuator), encoder(ctx.stack), predictor(ctx),
+                 cfg.surprise, ctx.scale)
+
+
+def predictor(ctx):
+    """`predict(z, action)`: the level-0 model's next latent (the agent's expectation)."""
+    filt = action_filter(ctx.task.env)
+
+    def predict(z, action):
+        return ctx.stack.model().step(0, z, filt(action))
+
+    return predict
 
 
 def make(agent: str | Path | AgentConfig, task, stack, data=None,

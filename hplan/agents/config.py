@@ -5,6 +5,8 @@
     [actuator]            # level-0 MPC (hplan.agents.actuator.MPCConfig)
     horizon = 8
     critic = "path"
+    [surprise]            # prediction-error spikes (hplan.agents.surprise.SurpriseConfig)
+    react = true
     [[levels]]            # top first; each is hplan.agents.<kind>_level (Config, make)
     kind = "graph"
     every = 1             # re-select every N control steps (hold the subgoal between)
@@ -27,6 +29,7 @@ from typing import Any
 
 from hplan import shipped
 from hplan.agents.actuator import MPCConfig
+from hplan.agents.surprise import SurpriseConfig
 from hplan.core import ConfigError
 
 AGENTS_DIR = Path(os.environ.get("HPLAN_AGENTS_DIR",
@@ -48,6 +51,7 @@ class AgentConfig:
     actuator: MPCConfig = MPCConfig()
     actuator_kind: str = "mpc"
     levels: tuple[LevelSpec, ...] = ()
+    surprise: SurpriseConfig = SurpriseConfig()
 
     @property
     def flat(self) -> bool:
@@ -92,7 +96,7 @@ def parse_agent(text: str, source: str = "<string>") -> AgentConfig:
     def err(e: ConfigError, table: str | None = None, nth: int = 0) -> ValueError:
         return where.error(e.key, e.what, e.fix, table, nth)
 
-    top = {"name", "description", "actuator", "levels"}
+    top = {"name", "description", "actuator", "levels", "surprise"}
     for key in raw:
         if key not in top:
             raise err(ConfigError(key, f"unknown key {key!r}",
@@ -107,6 +111,10 @@ def parse_agent(text: str, source: str = "<string>") -> AgentConfig:
         actuator = _typed(MPCConfig, act, "[actuator]")
     except ConfigError as e:
         raise err(e, "actuator") from None
+    try:
+        surprise = _typed(SurpriseConfig, dict(raw.get("surprise", {})), "[surprise]")
+    except ConfigError as e:
+        raise err(e, "surprise") from None
     levels = []
     for i, lv in enumerate(raw.get("levels", [])):
         lv = dict(lv)
@@ -125,7 +133,8 @@ def parse_agent(text: str, source: str = "<string>") -> AgentConfig:
         raise err(ConfigError("levels", "a true-dynamics actuator takes no levels",
                               "drop the [[levels]] tables"))
     return AgentConfig(name=raw.get("name", "agent"), description=raw.get("description", ""),
-                       actuator=actuator, actuator_kind=kind, levels=tuple(levels))
+                       actuator=actuator, actuator_kind=kind, levels=tuple(levels),
+                       surprise=surprise)
 
 
 def available() -> dict[str, Path]:

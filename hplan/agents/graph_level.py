@@ -18,6 +18,9 @@ steps) has two causes, answered in turn:
   the state one step ahead on its route, and drops every route through there; the field
   is recomputed and the next route goes round. A passage wider than the cut (a corridor)
   survives it. If the cuts leave the agent no route at all, they are cleared.
+
+A surprise (`hplan.agents.surprise`: the world did not move as the model predicted) cuts
+the same way at once, without waiting for a stall: the route the agent was on is gone.
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ class GraphLevelState(NamedTuple):
     stalled: jax.Array  # whether there was a stall since the last cut
     node: jax.Array  # bank state the agent was localised on last (-1: none yet)
     node_z: jax.Array  # [d] the latent it was localised from
+    shock: jax.Array  # surprised since the last step: cut where the agent is now
 
 
 def _once(pred: jax.Array, fn, carry):
@@ -155,7 +159,8 @@ def graph_level(graph: G.BankGraph, scale: float,
                                best=jnp.float32(jnp.inf), stuck=jnp.int32(0),
                                ban_idx=jnp.int32(-1), ban_left=jnp.int32(0),
                                stall_z=jnp.zeros_like(z_goal), stalled=jnp.bool_(False),
-                               node=jnp.int32(-1), node_z=jnp.zeros_like(z_goal))
+                               node=jnp.int32(-1), node_z=jnp.zeros_like(z_goal),
+                               shock=jnp.bool_(False))
 
     def refresh(s: GraphLevelState, target):
         def recompute(s):
@@ -214,7 +219,7 @@ def graph_level(graph: G.BankGraph, scale: float,
         stall_now = (cfg.patience > 0) & (stuck >= cfg.patience)
         again = s.stalled & (jnp.sqrt(jnp.sum((z - s.stall_z) ** 2)) / scale
                              <= cfg.same_place)
-        cut = stall_now & (again | (s.idx < 0))
+        cut = (stall_now & (again | (s.idx < 0))) | s.shock
         ban = stall_now & ~cut
         # Cut where the agent stands and one step ahead on its route (the states whose
         # distance through here equals the best): the wrong link is between the two.
@@ -229,13 +234,16 @@ def graph_level(graph: G.BankGraph, scale: float,
         cuts = jnp.where(cut_off, -1, cuts)
         s = s._replace(cuts=cuts, n_cuts=s.n_cuts + 2 * cut.astype(jnp.int32),
                        stale=cut | cut_off, idx=idx,
-                       best=jnp.where(stall_now | cut_off, jnp.inf, best),
-                       stuck=jnp.where(stall_now, 0, stuck),
+                       best=jnp.where(stall_now | cut | cut_off, jnp.inf, best),
+                       stuck=jnp.where(stall_now | cut, 0, stuck),
                        ban_idx=jnp.where(ban, s.idx, jnp.where(s.ban_left > 0, s.ban_idx, -1)),
                        ban_left=jnp.where(ban, cfg.ban_steps, jnp.maximum(s.ban_left - 1, 0)),
                        stall_z=jnp.where(stall_now, z, s.stall_z),
                        stalled=(s.stalled | stall_now) & ~cut,
-                       node=jz.astype(jnp.int32), node_z=z)
+                       node=jz.astype(jnp.int32), node_z=z, shock=jnp.bool_(False))
         return s, sub, {**level_info(), "idx": idx, "cut": cut, "togo": here}
 
-    return Level(init, step)
+    def surprised(s: GraphLevelState) -> GraphLevelState:
+        return s._replace(shock=jnp.bool_(True))
+
+    return Level(init, step, surprised)

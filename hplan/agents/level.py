@@ -10,7 +10,9 @@ above) to a subgoal for the level below:
 calls) and `idx` (the bank index of its subgoal; -1: the target itself, -2: a predicted
 latent). An `Actuator` is the level-0 controller. `chain(levels, actuator, encode)` turns
 them into a `Policy`, top level first, as `optax.chain` turns transforms into one; with
-no levels it is flat MPC. `hold(level, every)` re-selects only every `every` steps.
+no levels it is flat MPC. `hold(level, every)` re-selects only every `every` steps. A level
+may have a `surprised(level_state) -> level_state` hook: what it does when the world
+turned out not to be what the model predicted (see `hplan.agents.surprise`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from hplan.agents import surprise as S
 from hplan.core import Policy, State
 
 LEVEL_KEYS = ("idx", "n_model", "n_critic")
@@ -29,6 +32,7 @@ LEVEL_KEYS = ("idx", "n_model", "n_critic")
 class Level(NamedTuple):
     init: Callable[[jax.Array, jax.Array], Any]
     step: Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[Any, jax.Array, dict]]
+    surprised: Callable[[Any], Any] | None = None
 
 
 def level_info(idx=-1, n_model=0, n_critic=0) -> dict[str, jax.Array]:
@@ -68,7 +72,11 @@ def hold(level: Level, every: int) -> Level:
         sub = jnp.where(new.idx == -1, target, new.subgoal)
         return new, sub, level_info(new.idx, n_model, n_critic)
 
-    return Level(init, step)
+    def surprised(state: HoldState) -> HoldState:
+        inner = level.surprised(state.inner) if level.surprised else state.inner
+        return state._replace(inner=inner, since=jnp.int32(every))  # re-select now
+
+    return Level(init, step, surprised)
 
 
 class Actuator(NamedTuple):
@@ -84,46 +92,62 @@ class ChainState(NamedTuple):
     levels: tuple
     actuator: Any
     key: jax.Array
+    surprise: S.SurpriseState
 
 
 def chain(levels: Sequence[Level], actuator: Actuator,
-          encode: Callable[[State], tuple[jax.Array, jax.Array]]) -> Policy:
+          encode: Callable[[State], tuple[jax.Array, jax.Array]],
+          predict: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+          surprise: S.SurpriseConfig = S.SurpriseConfig(), scale: float = 1.0) -> Policy:
     """A `Policy`: each level refines the target of the one above, top first; the actuator
-    acts towards the last subgoal. `encode(state) -> (z, z_goal)`.
+    acts towards the last subgoal. `encode(state) -> (z, z_goal)`; `predict(z, action)`:
+    the level-0 model's next latent, whose error (in base steps of latent size `scale`) is
+    the agent's surprise.
 
     Per-step `info`: `subgoal` (what the actuator aimed at), `subgoal_idx` (the lowest
     level's index), `top_idx` (the top level's), `cost`, and the compute of the whole
     step summed over levels: `n_evals` (planner cost evaluations), `n_model`,
-    `n_critic`; `cut`: a level cut its graph this step."""
+    `n_critic`; `cut`: a level cut its graph this step; `pred_error` and `surprise` (a
+    spike this step; with `surprise.react` every level re-planned)."""
     levels = tuple(levels)
 
     def init(key: jax.Array, state: State) -> ChainState:
-        _, zg = encode(state)
+        z, zg = encode(state)
         # The actuator's randomness does not depend on how many levels sit above it.
         key, k_act, k_lv = jax.random.split(key, 3)
         ks = jax.random.split(k_lv, max(len(levels), 1))
         return ChainState(levels=tuple(lv.init(k, zg) for lv, k in zip(levels, ks, strict=False)),
-                          actuator=actuator.init(k_act), key=key)
+                          actuator=actuator.init(k_act), key=key, surprise=S.init(z))
 
     def step(s: ChainState, state: State):
         key, k_act, k_lv = jax.random.split(s.key, 3)
         ks = jax.random.split(k_lv, max(len(levels), 1))
         z, target = encode(state)
+        sur, spike = S.observe(surprise, s.surprise, z, scale)
+        level_states, act_state = s.levels, s.actuator
+        if predict is not None and surprise.react:
+            react = spike  # every level at once; the actuator drops its warm start
+            level_states = tuple(S.select(react, lv.surprised(ls), ls) if lv.surprised
+                                 else ls for lv, ls in zip(levels, level_states, strict=True))
+            act_state = S.select(react, actuator.init(k_act), act_state)
         new_levels, idx, n_model, n_critic = [], [], jnp.int32(0), jnp.int32(0)
         cut = jnp.bool_(False)
-        for lv, ls, k in zip(levels, s.levels, ks, strict=False):
+        for lv, ls, k in zip(levels, level_states, ks, strict=False):
             ls, target, info = lv.step(ls, k, z, target)
             new_levels.append(ls)
             idx.append(info["idx"])
             n_model = n_model + info["n_model"]
             n_critic = n_critic + info["n_critic"]
             cut = cut | info.get("cut", jnp.bool_(False))
-        act_state, action, a_info = actuator.act(s.actuator, k_act, z, target)
+        act_state, action, a_info = actuator.act(act_state, k_act, z, target)
+        if predict is not None:
+            sur = S.predicted(sur, predict(z, action))
         idx = idx or [jnp.int32(-1)]
         info = {"subgoal": target, "subgoal_idx": idx[-1], "top_idx": idx[0],
                 "cost": a_info["cost"], "n_evals": a_info["n_evals"],
-                "n_model": a_info["n_model"] + n_model,
-                "n_critic": a_info["n_critic"] + n_critic, "cut": cut}
-        return ChainState(tuple(new_levels), act_state, key), action, info
+                "n_model": a_info["n_model"] + n_model + (predict is not None),
+                "n_critic": a_info["n_critic"] + n_critic, "cut": cut,
+                "pred_error": sur.error, "surprise": spike & (predict is not None)}
+        return ChainState(tuple(new_levels), act_state, key, sur), action, info
 
     return Policy(init=init, step=step)

@@ -46,7 +46,8 @@ def episode_records(task, out: dict) -> list[dict]:
     recs = []
     for e in range(n):
         r = {"success": bool(out["success"][e]), "steps": int(out["steps_to_goal"][e]),
-             "optimal_steps": float(opt[e]), "cuts": int(out["cuts"][e])}
+             "optimal_steps": float(opt[e]), "cuts": int(out["cuts"][e]),
+             "surprises": int(out["surprises"][e])}
         if "positions" in out:
             pos = np.asarray(out["positions"][e])
             r.update(start=pos[0].round(3).tolist(), goal=np.asarray(out["goal"][e]).round(3)
@@ -94,6 +95,16 @@ def evaluate_agent(task, policy: Policy, key: jax.Array, episodes: int,
         out["cuts"] = (cut & (np.arange(cut.shape[1])[None] < until)).sum(1)
     else:
         out["cuts"] = np.zeros(episodes, int)
+    # Surprise spikes per 1000 steps, over the steps before the goal (all when missed).
+    if "surprise" in info:
+        sur = np.asarray(info["surprise"], bool)
+        until = np.where(success, taken, sur.shape[1])
+        counted = sur & (np.arange(sur.shape[1])[None] < until[:, None])
+        out["surprises"] = counted.sum(1)
+        surprise_rate = 1e3 * counted.sum() / max(until.sum(), 1)
+    else:
+        out["surprises"] = np.zeros(episodes, int)
+        surprise_rate = float("nan")
     oracle = task.oracle
     nan = float("nan")
     row = {"success_rate": float(success.mean()), "spl": nan,
@@ -115,6 +126,7 @@ def evaluate_agent(task, policy: Policy, key: jax.Array, episodes: int,
     row.update({
         "guardrail_violations": float(np.asarray(out["violations"]).mean()),
         "cuts_per_episode": float(np.mean(out["cuts"])),
+        "surprises_per_1k_steps": float(surprise_rate),
         "plan_ms_per_step": 1e3 * episode_s / steps,
         "episode_s": episode_s,
         "compile_s": max(first - episode_s, 0.0) if latency else nan,
@@ -156,8 +168,8 @@ def build_agents(task, names: list[str], stack, data) -> dict[str, Policy]:
 
 
 COLUMNS = ["success_rate", "spl", "mean_steps", "path_ratio", "guardrail_violations",
-           "cuts_per_episode", "plan_ms_per_step", "episode_s", "compile_s",
-           "model_evals_per_step"]
+           "cuts_per_episode", "surprises_per_1k_steps", "plan_ms_per_step", "episode_s",
+           "compile_s", "model_evals_per_step"]
 
 
 def format_table(results: dict) -> str:

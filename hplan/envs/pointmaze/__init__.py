@@ -4,7 +4,9 @@ Registered as `env = "pointmaze"`. Its `[env_args]`: `layout` (ASCII text, or a 
 relative to the task file), `start_goal` ("fixed": the S/G cells or `start`/`goal`;
 "random": pairs at least `min_distance` BFS cells apart; "pairs": the listed `pairs`),
 `waypoints` (cells visited in order before the goal), `success_radius` (cells),
-`max_step`, `slip_prob`, `obs` ("state" or "pixels"), `image_size`.
+`max_step`, `slip_prob`, `obs` ("state" or "pixels"), `image_size`, and `events`: a world
+that changes during an episode, e.g. `events = [{step = 12, close = [[3, 6]]}]` (a door
+that closes at step 12; `open = [...]` frees cells). Exploration data never sees events.
 
 Physics mazes on the same layouts, starts, goals and goal space ((row, col) in cells):
 - `env = "pointmaze-mjx"` (`mjx_env`): a MuJoCo/MJX ball pushed by forces, with inertia.
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from hplan.core import ConfigError, register
-from hplan.envs.pointmaze.env import MazeConfig, PointMaze
+from hplan.envs.pointmaze.env import MazeConfig, PointMaze, WallEvent
 from hplan.envs.pointmaze.layout import Layout, load_layout, parse_layout
 from hplan.envs.wrappers import GoalWrapper
 
@@ -134,13 +136,28 @@ def goal_task(world, layout: str | Layout, base_dir: str | None, start_goal: str
                        np.asarray(wps, np.float32).reshape(-1, 2) + 0.5, success_radius)
 
 
+def wall_events(events) -> tuple[WallEvent, ...]:
+    """`[{step = k, close = [[r, c], ...]}, {step = k, open = [...]}]` as `WallEvent`s."""
+    out = []
+    for i, e in enumerate(events):
+        kinds = [k for k in ("close", "open") if isinstance(e, dict) and k in e]
+        if (not isinstance(e, dict) or len(kinds) != 1 or set(e) != {"step", kinds[0]}
+                or not isinstance(e["step"], int) or e["step"] < 0):
+            raise ConfigError("events", f"event {i} = {e!r}",
+                              "write {step = 12, close = [[row, col]]} (or open = ...), "
+                              "step an integer >= 0")
+        cells = tuple(_cell(c, "events") for c in e[kinds[0]])
+        out.append(WallEvent(step=e["step"], cells=cells, wall=kinds[0] == "close"))
+    return tuple(out)
+
+
 def make_maze(layout: str | Layout, start_goal: str = "fixed", min_distance: int = 0,
               start=None, goal=None, pairs=(), waypoints=(), success_radius: float = 0.5,
               max_step: float = 0.5, slip_prob: float = 0.0, obs: str = "state",
-              image_size: int = 32, base_dir: str | None = None) -> GoalWrapper:
+              image_size: int = 32, events=(), base_dir: str | None = None) -> GoalWrapper:
     """A goal-reaching point maze (the `pointmaze` factory)."""
     cfg = MazeConfig(max_step=max_step, slip_prob=slip_prob, obs_type=obs,
-                     image_size=image_size)
+                     image_size=image_size, events=wall_events(events))
     return goal_task(lambda lay: PointMaze(lay, cfg), layout, base_dir, start_goal,
                      min_distance, start, goal, pairs, waypoints, success_radius)
 

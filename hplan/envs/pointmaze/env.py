@@ -22,10 +22,25 @@ from hplan.envs.pointmaze.layout import Layout
 _EPS = 1e-3  # keeps a blocked agent strictly inside its free cell
 
 
+# The clock of an exploration episode: scheduled events never reach it, so exploration
+# data shows the world before any change (what a model meets a changed world with).
+NO_EVENTS = -(2**30)
+
+
 @struct.dataclass
 class MazeState:
     pos: jax.Array  # [2] (row, col)
     key: jax.Array
+    t: jax.Array  # steps since reset; NO_EVENTS in exploration
+
+
+@dataclasses.dataclass(frozen=True)
+class WallEvent:
+    """At step `step` of an episode the `cells` become walls (`wall`) or free."""
+
+    step: int
+    cells: tuple[tuple[int, int], ...]
+    wall: bool = True
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -34,6 +49,7 @@ class MazeConfig:
     slip_prob: float = 0.0  # chance an action is replaced by a random one
     obs_type: str = "state"  # "state" or "pixels"
     image_size: int = 32
+    events: tuple[WallEvent, ...] = ()  # a world that changes during an episode
 
     def __post_init__(self):
         if not 0 < self.max_step < 1:
@@ -60,7 +76,21 @@ class PointMaze:
         self._free = jnp.asarray(layout.free_cells, jnp.float32)
         h, w = layout.shape
         self._scale = jnp.array([h, w], jnp.float32)
-        self._wall_image = jnp.asarray(self._render_walls(layout.walls, config.image_size))
+        # Walls after 0, 1, ... events (in step order): [E + 1, H, W] and its frames.
+        grids = [np.asarray(layout.walls, bool)]
+        events = sorted(config.events, key=lambda e: e.step)
+        for e in events:
+            g = grids[-1].copy()
+            for r, c in e.cells:
+                if not (0 <= r < h and 0 <= c < w):
+                    raise ConfigError("events", f"event cell {(r, c)} is outside the "
+                                      f"{h}x{w} layout", "give cells inside the layout")
+                g[r, c] = e.wall
+            grids.append(g)
+        self._event_steps = jnp.asarray([e.step for e in events], jnp.int32)
+        self._wall_grids = jnp.asarray(np.stack(grids))
+        self._wall_images = jnp.asarray(np.stack(
+            [self._render_walls(g, config.image_size) for g in grids]))
 
     # -- protocol -------------------------------------------------------------------------
     @property
@@ -96,11 +126,11 @@ class PointMaze:
         k_cell, k_jit, k_next = jax.random.split(key, 3)
         cell = self._free[jax.random.randint(k_cell, (), 0, self._free.shape[0])]
         pos = cell + 0.5 + jax.random.uniform(k_jit, (2,), minval=-0.45, maxval=0.45)
-        return self.reset_at(k_next, pos)
+        return self.reset_at(k_next, pos, NO_EVENTS)
 
-    def reset_at(self, key: jax.Array, pos: jax.Array) -> State:
-        """The agent placed at `pos` (continuous cell coordinates)."""
-        ms = MazeState(pos=jnp.asarray(pos, jnp.float32), key=key)
+    def reset_at(self, key: jax.Array, pos: jax.Array, t: int = 0) -> State:
+        """The agent placed at `pos` (continuous cell coordinates), the clock at `t`."""
+        ms = MazeState(pos=jnp.asarray(pos, jnp.float32), key=key, t=jnp.int32(t))
         return self._state(ms, reward=jnp.float32(0))
 
     def step(self, state: State, action: jax.Array) -> State:
@@ -111,7 +141,8 @@ class PointMaze:
             slip = jax.random.uniform(k_slip) < self.config.slip_prob
             action = jnp.where(slip, jax.random.uniform(k_rand, (2,), minval=-1, maxval=1),
                                action)
-        new = self._state(ms.replace(pos=self.move(ms.pos, action), key=key), jnp.float32(0))
+        pos = self.move(ms.pos, action, self.walls_at(ms.t))
+        new = self._state(ms.replace(pos=pos, key=key, t=ms.t + 1), jnp.float32(0))
         return new.replace(info={**state.info, **new.info},
                            metrics={**state.metrics, **new.metrics})
 
@@ -120,37 +151,40 @@ class PointMaze:
         return self.observe(pos)
 
     # -- dynamics -------------------------------------------------------------------------
-    def move(self, pos: jax.Array, action: jax.Array) -> jax.Array:
-        """True dynamics: pos' = pos + max_step * clip(action), blocked by walls per axis."""
-        delta = self.config.max_step * _sanitize(action)
-        pos = self._move_axis(pos, delta[0], 0)
-        return self._move_axis(pos, delta[1], 1)
+    def walls_at(self, t: jax.Array) -> jax.Array:
+        """The wall grid at step `t` of an episode (the layout's, unless events changed it)."""
+        if not self.config.events:
+            return self.walls
+        return self._wall_grids[jnp.sum(t >= self._event_steps)]
 
-    def _move_axis(self, pos: jax.Array, d: jax.Array, axis: int) -> jax.Array:
+    def move(self, pos: jax.Array, action: jax.Array, walls: jax.Array | None = None
+             ) -> jax.Array:
+        """True dynamics: pos' = pos + max_step * clip(action), blocked by walls per axis."""
+        walls = self.walls if walls is None else walls
+        delta = self.config.max_step * _sanitize(action)
+        pos = self._move_axis(pos, delta[0], 0, walls)
+        return self._move_axis(pos, delta[1], 1, walls)
+
+    def _move_axis(self, pos: jax.Array, d: jax.Array, axis: int, walls: jax.Array
+                   ) -> jax.Array:
         cell = jnp.floor(pos).astype(jnp.int32)
         new = pos[axis] + d
         tgt = cell.at[axis].set(jnp.floor(new).astype(jnp.int32))
-        blocked = self._is_wall(tgt)
+        blocked = _is_wall(walls, tgt)
         edge = jnp.where(d > 0, cell[axis] + 1 - _EPS, cell[axis] + _EPS)
         new = jnp.where(blocked, edge, new)
         return pos.at[axis].set(new)
 
-    def _is_wall(self, cell: jax.Array) -> jax.Array:
-        h, w = self.walls.shape
-        inside = (cell[0] >= 0) & (cell[0] < h) & (cell[1] >= 0) & (cell[1] < w)
-        safe = jnp.clip(cell, 0, jnp.array([h - 1, w - 1]))
-        return ~inside | self.walls[safe[0], safe[1]]
-
     # -- observations ---------------------------------------------------------------------
-    def observe(self, pos: jax.Array) -> jax.Array:
-        """State: the position scaled to [-1, 1]; pixels: a uint8 top-down frame (walls,
-        agent), stored as observed."""
+    def observe(self, pos: jax.Array, t: jax.Array | None = None) -> jax.Array:
+        """State: the position scaled to [-1, 1]; pixels: a uint8 top-down frame (walls
+        at step `t`, agent), stored as observed."""
         if self.config.obs_type == "pixels":
-            return self._render_agent(pos)
+            return self._render_agent(pos, t)
         return pos / self._scale * 2.0 - 1.0
 
     def _state(self, ms: MazeState, reward: jax.Array) -> State:
-        return State(env_state=ms, obs=self.observe(ms.pos), reward=reward,
+        return State(env_state=ms, obs=self.observe(ms.pos, ms.t), reward=reward,
                      done=jnp.bool_(False), metrics={"xy": ms.pos}, info={})
 
     @staticmethod
@@ -160,15 +194,24 @@ class PointMaze:
         cols = ((np.arange(size) + 0.5) / size * w).astype(int)
         return walls[rows][:, cols].astype(np.float32)
 
-    def _render_agent(self, pos: jax.Array) -> jax.Array:
+    def _render_agent(self, pos: jax.Array, t: jax.Array | None = None) -> jax.Array:
         size = self.config.image_size
         h, w = self.walls.shape
         u = (jnp.arange(size) + 0.5) / size
         rr, cc = u[:, None] * h, u[None, :] * w
         sigma = 0.5 * max(h, w) / size + 0.35
         blob = jnp.exp(-((rr - pos[0]) ** 2 + (cc - pos[1]) ** 2) / (2 * sigma**2))
-        img = jnp.stack([self._wall_image, blob], axis=-1)
+        walls = (self._wall_images[0] if t is None or not self.config.events
+                 else self._wall_images[jnp.sum(t >= self._event_steps)])
+        img = jnp.stack([walls, blob], axis=-1)
         return jnp.round(255 * img).astype(jnp.uint8)
+
+
+def _is_wall(walls: jax.Array, cell: jax.Array) -> jax.Array:
+    h, w = walls.shape
+    inside = (cell[0] >= 0) & (cell[0] < h) & (cell[1] >= 0) & (cell[1] < w)
+    safe = jnp.clip(cell, 0, jnp.array([h - 1, w - 1]))
+    return ~inside | walls[safe[0], safe[1]]
 
 
 def _sanitize(action: jax.Array) -> jax.Array:

@@ -1,0 +1,73 @@
+"""Surprise: the level-0 model's own prediction error, kept in the agent's state.
+
+Each step the agent compares the latent it observes with the one its level-0 model
+predicted from the last latent and action. A *spike* (the error more than `threshold`
+base steps above a running baseline of unsurprising errors) says the world differs from
+what the model expects (a door that closed, a wall that moved). With `react`, a
+surprised agent re-plans at every level at once: levels that have a `surprised` hook
+(the graph level cuts where the agent stands and one step ahead on its route, so the
+next subgoal takes another route; `hold` re-selects now) run it, and the actuator drops
+its warm start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from hplan.core import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class SurpriseConfig:
+    # A spike: the error this many base steps above the baseline. Blocked by a wall the
+    # model does not know, a full-speed step is missed by about one base step.
+    threshold: float = 0.5
+    decay: float = 0.9  # the baseline: exponential mean of the unsurprising errors
+    warmup: int = 2  # steps before spikes count (the baseline settles)
+    react: bool = False  # re-plan every level at once (and cut the graph) on a spike
+
+    def __post_init__(self):
+        if not self.threshold > 0:
+            raise ConfigError("threshold", f"threshold={self.threshold!r}",
+                              "use a positive number of base steps, e.g. 0.5")
+        if not 0 <= self.decay < 1:
+            raise ConfigError("decay", f"decay={self.decay!r}", "use a number in [0, 1)")
+        if not (isinstance(self.warmup, int) and self.warmup >= 0):
+            raise ConfigError("warmup", f"warmup={self.warmup!r}", "use an integer >= 0")
+
+
+class SurpriseState(NamedTuple):
+    z_pred: jax.Array  # [d] the latent the model predicted for this step
+    error: jax.Array  # the last step's prediction error (base steps)
+    baseline: jax.Array  # running mean of unsurprising errors
+    n: jax.Array  # steps observed
+
+
+def init(z: jax.Array) -> SurpriseState:
+    return SurpriseState(z_pred=z, error=jnp.float32(0), baseline=jnp.float32(0),
+                         n=jnp.int32(0))
+
+
+def observe(cfg: SurpriseConfig, s: SurpriseState, z: jax.Array, scale: float
+            ) -> tuple[SurpriseState, jax.Array]:
+    """(state, spike): the error of the last prediction against the observed `z`."""
+    err = jnp.sqrt(jnp.sum((z - s.z_pred) ** 2) + 1e-12) / scale
+    first = s.n == 0  # nothing predicted yet
+    err = jnp.where(first, 0.0, err)
+    spike = (s.n > cfg.warmup) & (err > s.baseline + cfg.threshold)
+    mean = jnp.where(s.n <= 1, err, cfg.decay * s.baseline + (1 - cfg.decay) * err)
+    baseline = jnp.where(spike, s.baseline, mean)
+    return s._replace(error=err, baseline=baseline, n=s.n + 1), spike
+
+
+def predicted(s: SurpriseState, z_next: jax.Array) -> SurpriseState:
+    return s._replace(z_pred=z_next)
+
+
+def select(pred: jax.Array, a, b):
+    """`a` where `pred`, else `b`, leaf by leaf (pytrees of one structure)."""
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(pred, x, y), a, b)
