@@ -165,6 +165,27 @@ def test_latent_variable_interface_on_slip_maze():
     assert np.isfinite(hist[-1]["loss"])
 
 
+def test_inverse_head_reads_the_action_and_older_stack_keys_stay():
+    from hplan.wm.config import stack_config
+
+    cfg = stack_config({"train": {"inverse_weight": 1.0}})
+    assert cfg.wm.inverse  # the head comes with the weight
+    # Fields added later are left out of the key at their defaults: cached stacks stay.
+    assert "inverse" not in StackConfig().to_dict()["wm"]
+    assert "latent_cov_weight" not in StackConfig().to_dict()["train"]
+    assert cfg.key() != StackConfig().key()
+    with pytest.raises(ValueError, match="inverse head"):
+        wm_train.make_loss(None, WM, dataclasses.replace(TC, inverse_weight=1.0))
+
+
+def test_inverse_dynamics_term_learns_the_action(task, ds):
+    tc = dataclasses.replace(TC, inverse_weight=1.0)
+    _, _, hist = _train_wm(task, ds, tc, dataclasses.replace(WM, inverse=True))
+    power = float(np.mean(np.sum(np.asarray(ds.actions) ** 2, -1)))
+    # Consecutive latents of a point mass give its displacement: the action, but at walls.
+    assert hist[-1]["inverse"] < 0.4 * power, (hist[-1]["inverse"], power)
+
+
 def test_pixel_model_encodes_each_window_frame_once_and_trains(task, monkeypatch):
     from hplan.wm import models
 

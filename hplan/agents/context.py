@@ -108,14 +108,18 @@ def critic_edges(stack, bank: jax.Array, edge: float = 1.25, neighbours: int = 6
 def data_edges(stack, data, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Links (src, dst, base steps) from the dataset's own transitions: every dataset state
     snaps to its nearest bank state (in observation space when that is a small vector, in
-    latent space for images), and each observed transition between two bank states links
-    them. The data never crossed a wall, so neither does a link, but for snapping errors
-    where two sides nearly touch (see `bank_index`)."""
+    latent space for images, in goal space when the observation holds more than it, as
+    velocities: near in position, a state may move either way), and each observed
+    transition between two bank states links them. The data never crossed a wall, so
+    neither does a link, but for snapping errors where two sides nearly touch (see
+    `bank_index`)."""
     from hplan.wm.critic import transition_links
 
     x = data.obs
     if x.ndim != 3:  # images: snap in latent space
         x = stack.encode(x)
+    elif data.xy is not None and data.xy.shape[-1] < x.shape[-1]:
+        x = data.xy
     _, g = transition_links(np.asarray(x, np.float32), index)
     g = g.tocoo()
     return g.row, g.col, g.data.astype(np.float32)

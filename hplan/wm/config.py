@@ -41,7 +41,14 @@ class StackConfig:
     critic: CriticConfig = CriticConfig()
 
     def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        d = json.loads(json.dumps(dataclasses.asdict(self)))
+        # Fields added after stacks were cached are left out at their defaults, so the
+        # key (and saved config) of every older stack stays the same.
+        for part, defaults in _LATE.items():
+            for k, v in defaults.items():
+                if d[part].get(k) == v:
+                    del d[part][k]
+        return d
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()
@@ -53,6 +60,7 @@ class StackConfig:
             critic=dataclasses.replace(self.critic, seed=seed))
 
 
+_LATE = {"wm": {"inverse": False}, "train": {"latent_cov_weight": 0.0}}
 _PARTS = {"data": DataConfig, "wm": WMConfig, "train": TrainConfig, "critic": CriticConfig}
 
 
@@ -101,6 +109,8 @@ def stack_config(overrides: dict | None = None, base: StackConfig | None = None)
                               str(e).split("Fix: ")[-1] if "Fix:" in str(e)
                               else "see the message") from None
         cfg = dataclasses.replace(cfg, **{part: new})
+    if cfg.train.inverse_weight > 0 and not cfg.wm.inverse:
+        cfg = dataclasses.replace(cfg, wm=dataclasses.replace(cfg.wm, inverse=True))
     if cfg.data.steps < _span(cfg):
         raise ConfigError("steps", f"episodes of {cfg.data.steps} steps are shorter than a "
                           f"training window ({_span(cfg)})",

@@ -36,7 +36,12 @@ class TrainConfig:
     var_weight: float = 1.0
     cov_weight: float = 0.04
     ema_decay: float = 0.99
-    inverse_weight: float = 0.0  # optional inverse-dynamics term on level 0
+    # Optional inverse-dynamics term on level 0: the action must be readable from two
+    # consecutive latents, so a part of the state the action moves (a velocity) cannot
+    # be squeezed out of the latent. Needs WMConfig.inverse (stack_config sets it).
+    inverse_weight: float = 0.0
+    # Covariance penalty on the latent itself too (default: only through the expander).
+    latent_cov_weight: float = 0.0
     chunk: int = 250
     seed: int = 0
 
@@ -106,6 +111,10 @@ def window_frames(wm: WMConfig, tc: TrainConfig) -> tuple[np.ndarray, list[np.nd
 
 
 def make_loss(graphdef, wm: WMConfig, tc: TrainConfig):
+    if tc.inverse_weight > 0 and not wm.inverse:
+        raise ValueError(f"inverse_weight={tc.inverse_weight} needs the model's inverse "
+                         "head. Fix: set WMConfig.inverse=True (stack_config does it)")
+
     def loss_fn(params, target_params, o, a):
         model = nnx.merge(graphdef, params)
         tgt_enc = nnx.merge(graphdef, target_params).encoder if tc.anti_collapse == "ema" else None
@@ -131,14 +140,23 @@ def make_loss(graphdef, wm: WMConfig, tc: TrainConfig):
             err = jnp.mean(jnp.sum((pred - target[:, 1:]) ** 2, -1))
             metrics[f"pred{level}"] = err
             total = total + err
+            if level == 0 and tc.inverse_weight > 0:
+                # The step, scaled to unit size: one step moves a latent little.
+                dz = z[:, 1:] - z[:, :-1]
+                dz = dz / jax.lax.stop_gradient(jnp.sqrt(jnp.mean(dz**2)) + 1e-6)
+                pair = jnp.concatenate([z[:, :-1], dz], axis=-1)
+                inv = jnp.mean(jnp.sum((model.inverse(pair) - acts) ** 2, -1))
+                metrics["inverse"] = inv
+                total = total + tc.inverse_weight * inv
         z = jnp.concatenate([zz.reshape(-1, wm.latent_dim) for zz in z_all])
         if tc.anti_collapse == "vicreg":
             # Variance on the latent itself keeps its scale; covariance only through the
             # expander, so the latent may stay a near-linear image of the (low-dim) state
             # instead of folding itself to decorrelate all of its dimensions.
-            v1, _ = var_cov(z)
+            v1, c1 = var_cov(z)
             v2, c2 = var_cov(model.expander(z))
-            total = total + tc.var_weight * (v1 + v2) + tc.cov_weight * c2
+            total = (total + tc.var_weight * (v1 + v2) + tc.cov_weight * c2
+                     + tc.latent_cov_weight * c1)
             metrics["var"], metrics["cov"] = v1 + v2, c2
         metrics["std"] = jnp.mean(jnp.std(z, axis=0))
         metrics["loss"] = total

@@ -23,6 +23,9 @@ class WMConfig:
     macro_dim: int = 8  # latent macro-action size for levels > 0
     noise_dim: int = 0  # latent variable for non-deterministic worlds (0 = deterministic)
     pixels: bool = False
+    # An inverse-dynamics head (z_t, z_t+1) -> a_t on level 0, trained when
+    # TrainConfig.inverse_weight > 0 (stack_config sets this from it).
+    inverse: bool = False
 
     @property
     def levels(self) -> int:
@@ -156,6 +159,8 @@ class WorldModel(nnx.Module):
         self.predictors = nnx.List([Predictor(d, cfg, rngs) for d in dims])
         self.macros = nnx.List([MacroEncoder(s, action_dim, cfg, rngs) for s in cfg.strides[1:]])
         self.expander = MLP([cfg.latent_dim, 4 * cfg.latent_dim, 4 * cfg.latent_dim], rngs)
+        if cfg.inverse:
+            self.inverse = MLP([2 * cfg.latent_dim, cfg.hidden, action_dim], rngs)
 
     def encode(self, obs: jax.Array) -> jax.Array:
         return self.encoder(obs)
