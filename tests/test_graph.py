@@ -140,7 +140,9 @@ def test_bad_graph_level_settings_name_the_fix():
 def test_a_surprised_graph_level_cuts_at_once_and_goes_round():
     g, pts = u_graph()
     n = len(pts)
-    level = graph_level(g, scale=0.5, cfg=GraphLevelConfig(reach=2.0, patience=8))
+    # The goal is two steps past R: a cut as wide as a door there would cut it off too.
+    level = graph_level(g, scale=0.5, cfg=GraphLevelConfig(reach=2.0, patience=8,
+                                                            surprise_radius=0.5))
     goal = jnp.asarray(pts[n - 3])
     z = jnp.asarray(pts[0])
     s = level.init(jax.random.key(0), goal)

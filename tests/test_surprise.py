@@ -70,7 +70,7 @@ def test_exploration_sees_the_world_before_its_events():
 @pytest.mark.parametrize("text, match", [
     ("[surprise]\nthreshold = 0\n", "threshold=0.0.*positive"),
     ("[surprise]\nreact = 1\n", "react = 1 is not a bool"),
-    ("[surprise]\nspike = 1.0\n", "unknown key 'spike'.*decay, react, threshold, warmup"),
+    ("[surprise]\nspike = 1.0\n", "unknown key .spike.*decay, react, refractory, threshold"),
 ])
 def test_bad_surprise_settings_name_the_fix(text, match):
     with pytest.raises(ValueError, match=match):
@@ -88,3 +88,13 @@ def test_agent_files_carry_surprise_settings():
     assert not load_agent("hier-2").surprise.react
     cfg = parse_agent('name = "x"\n[surprise]\nreact = true\nthreshold = 0.8\n')
     assert cfg.surprise.react and cfg.surprise.threshold == 0.8
+
+
+def test_a_reaction_is_followed_by_a_refractory_period():
+    cfg = surprise.SurpriseConfig(refractory=3)
+    s = surprise.init(jnp.zeros(2))
+    fired = []
+    for spike in [True, True, True, True, False, True]:
+        s, now = surprise.react(cfg, s, jnp.bool_(spike))
+        fired.append(bool(now))
+    assert fired == [True, False, False, False, False, True]  # three quiet steps after one

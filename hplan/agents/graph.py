@@ -101,7 +101,8 @@ def build(latents, src: np.ndarray, dst: np.ndarray, w: np.ndarray,
 def passes(graph: BankGraph, cuts: jax.Array, a: jax.Array, b: jax.Array,
            radius: float) -> jax.Array:
     """True where the shortest path from bank state `a` to `b` (any equal shapes) passes
-    within `radius` of a cut centre (`cuts` [C] bank indices, -1: none)."""
+    within `radius` (one, or [C]: one per cut) of a cut centre (`cuts` [C] bank indices,
+    -1: none)."""
     d = graph.dist
     c = jnp.maximum(cuts, 0)
     via = d[a[..., None], c] + d[c, b[..., None]]  # [..., C]
@@ -110,8 +111,9 @@ def passes(graph: BankGraph, cuts: jax.Array, a: jax.Array, b: jax.Array,
 
 
 def cut_mask(graph: BankGraph, cuts: jax.Array, radius: float) -> jax.Array:
-    """[M] bank states within `radius` of a cut centre."""
-    near = graph.dist[jnp.maximum(cuts, 0)] <= radius  # [C, M]
+    """[M] bank states within `radius` (one, or one per cut) of a cut centre."""
+    r = jnp.asarray(radius)
+    near = graph.dist[jnp.maximum(cuts, 0)] <= (r[:, None] if r.ndim else r)  # [C, M]
     return jnp.any(near & (cuts >= 0)[:, None], axis=0)
 
 

@@ -20,7 +20,8 @@ steps) has two causes, answered in turn:
   survives it. If the cuts leave the agent no route at all, they are cleared.
 
 A surprise (`hplan.agents.surprise`: the world did not move as the model predicted) cuts
-the same way at once, without waiting for a stall: the route the agent was on is gone.
+the same way at once, without waiting for a stall, and wider (`surprise_radius`): the
+route the agent was on is gone, a whole door of it, not a hair-thin wormhole.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class GraphLevelConfig:
     ban_radius: float = 1.5  # graph distance of that neighbourhood
     same_place: float = 1.0  # a second stall this near the first (latent, steps) cuts
     cut_radius: float = 0.5  # graph distance of the cut around where the agent is stuck
+    surprise_radius: float = 2.0  # the same, for a cut on a surprise (a door is 2 steps)
     # pinned bank states (the data pushed into an obstacle there: wall edges and corners)
     # route but are no subgoals: level 0 is least accurate exactly there
     avoid_pinned: bool = True
@@ -67,7 +69,8 @@ class GraphLevelConfig:
     relocalise: float = 1.0
 
     def __post_init__(self):
-        for key in ("reach", "direct", "cut_radius", "ban_radius", "same_place"):
+        for key in ("reach", "direct", "cut_radius", "ban_radius", "same_place",
+                    "surprise_radius"):
             if not getattr(self, key) > 0:
                 raise ConfigError(key, f"{key}={getattr(self, key)!r}",
                                   "use a positive number")
@@ -95,6 +98,7 @@ def make(cfg: GraphLevelConfig, ctx) -> Level:
 
 class GraphLevelState(NamedTuple):
     cuts: jax.Array  # [C] bank indices of cut centres, -1: none
+    radii: jax.Array  # [C] graph distance each cut reaches
     n_cuts: jax.Array  # cuts made so far; the next goes to slot n_cuts % C
     target: jax.Array  # [d] the target `togo` was computed for
     togo: jax.Array  # [M] graph distance to the target avoiding the cuts
@@ -131,11 +135,11 @@ def graph_level(graph: G.BankGraph, scale: float,
         j = jnp.argmin(d2)
         return j, jnp.sqrt(jnp.maximum(d2[j], 0.0)) / scale
 
-    def togo_of(cuts, target):
-        dead = G.cut_mask(graph, cuts, cfg.cut_radius)
+    def togo_of(cuts, radii, target):
+        dead = G.cut_mask(graph, cuts, radii)
         jt, ct = nearest(target, jnp.zeros(m, bool))
         exact = dist[:, jt] + ct
-        routed = G.field(graph, cuts, jt, ct, cfg.cut_radius, reach_field)
+        routed = G.field(graph, cuts, jt, ct, radii, reach_field)
         has_cuts = jnp.any(cuts >= 0)
         lost = jnp.all(routed >= big) | dead[jt]  # the cuts leave no route: drop them
         return jnp.where(has_cuts & ~lost, routed, exact), has_cuts & lost
@@ -153,8 +157,10 @@ def graph_level(graph: G.BankGraph, scale: float,
 
     def init(key, z_goal):
         cuts = -jnp.ones((cfg.max_cuts,), jnp.int32)
-        togo, _ = togo_of(cuts, z_goal)
-        return GraphLevelState(cuts=cuts, n_cuts=jnp.int32(0), target=z_goal, togo=togo,
+        radii = jnp.full((cfg.max_cuts,), cfg.cut_radius, jnp.float32)
+        togo, _ = togo_of(cuts, radii, z_goal)
+        return GraphLevelState(cuts=cuts, radii=radii, n_cuts=jnp.int32(0), target=z_goal,
+                               togo=togo,
                                stale=jnp.bool_(False), idx=jnp.int32(-1),
                                best=jnp.float32(jnp.inf), stuck=jnp.int32(0),
                                ban_idx=jnp.int32(-1), ban_left=jnp.int32(0),
@@ -164,7 +170,7 @@ def graph_level(graph: G.BankGraph, scale: float,
 
     def refresh(s: GraphLevelState, target):
         def recompute(s):
-            togo, lost = togo_of(s.cuts, target)
+            togo, lost = togo_of(s.cuts, s.radii, target)
             cuts = jnp.where(lost, -1, s.cuts)
             return s._replace(togo=togo, cuts=cuts, target=target, stale=jnp.bool_(False))
 
@@ -174,11 +180,11 @@ def graph_level(graph: G.BankGraph, scale: float,
     def step(s: GraphLevelState, key, z, target):
         del key
         s = refresh(s, target)
-        dead = G.cut_mask(graph, s.cuts, cfg.cut_radius)
+        dead = G.cut_mask(graph, s.cuts, s.radii)
         jz, cz = localise(s, z, dead)
         every = jnp.arange(m)
         blocked = dead | G.passes(graph, s.cuts, jnp.broadcast_to(jz, (m,)), every,
-                                  cfg.cut_radius)
+                                  s.radii)
         from_z = jnp.where(blocked, big, cz + dist[jz])
         togo = s.togo
         jt, ct = nearest(target, jnp.zeros(m, bool))
@@ -229,10 +235,13 @@ def graph_level(graph: G.BankGraph, scale: float,
         fresh = s.cuts.at[slot].set(jz.astype(jnp.int32))
         fresh = fresh.at[(slot + 1) % cfg.max_cuts].set(ahead_node.astype(jnp.int32))
         cuts = jnp.where(cut, fresh, s.cuts)
+        r = jnp.where(s.shock, cfg.surprise_radius, cfg.cut_radius)
+        radii = jnp.where(cut, s.radii.at[slot].set(r).at[(slot + 1) % cfg.max_cuts].set(r),
+                          s.radii)
         # Cuts that leave the agent itself no route to the target are dropped.
         cut_off = (here >= big) & jnp.any(s.cuts >= 0)
         cuts = jnp.where(cut_off, -1, cuts)
-        s = s._replace(cuts=cuts, n_cuts=s.n_cuts + 2 * cut.astype(jnp.int32),
+        s = s._replace(cuts=cuts, radii=radii, n_cuts=s.n_cuts + 2 * cut.astype(jnp.int32),
                        stale=cut | cut_off, idx=idx,
                        best=jnp.where(stall_now | cut | cut_off, jnp.inf, best),
                        stuck=jnp.where(stall_now | cut, 0, stuck),

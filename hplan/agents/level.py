@@ -126,7 +126,8 @@ def chain(levels: Sequence[Level], actuator: Actuator,
         sur, spike = S.observe(surprise, s.surprise, z, scale)
         level_states, act_state = s.levels, s.actuator
         if predict is not None and surprise.react:
-            react = spike  # every level at once; the actuator drops its warm start
+            sur, react = S.react(surprise, sur, spike)  # every level at once; the
+            # actuator drops its warm start
             level_states = tuple(S.select(react, lv.surprised(ls), ls) if lv.surprised
                                  else ls for lv, ls in zip(levels, level_states, strict=True))
             act_state = S.select(react, actuator.init(k_act), act_state)

@@ -29,6 +29,9 @@ class SurpriseConfig:
     decay: float = 0.9  # the baseline: exponential mean of the unsurprising errors
     warmup: int = 2  # steps before spikes count (the baseline settles)
     react: bool = False  # re-plan every level at once (and cut the graph) on a spike
+    # Steps after a reaction before the next: pushing at a door that closed spikes every
+    # step, and a cut per step would soon overwrite the first (the one at the door).
+    refractory: int = 16
 
     def __post_init__(self):
         if not self.threshold > 0:
@@ -36,8 +39,10 @@ class SurpriseConfig:
                               "use a positive number of base steps, e.g. 0.5")
         if not 0 <= self.decay < 1:
             raise ConfigError("decay", f"decay={self.decay!r}", "use a number in [0, 1)")
-        if not (isinstance(self.warmup, int) and self.warmup >= 0):
-            raise ConfigError("warmup", f"warmup={self.warmup!r}", "use an integer >= 0")
+        for key in ("warmup", "refractory"):
+            v = getattr(self, key)
+            if not (isinstance(v, int) and v >= 0):
+                raise ConfigError(key, f"{key}={v!r}", "use an integer >= 0")
 
 
 class SurpriseState(NamedTuple):
@@ -45,11 +50,19 @@ class SurpriseState(NamedTuple):
     error: jax.Array  # the last step's prediction error (base steps)
     baseline: jax.Array  # running mean of unsurprising errors
     n: jax.Array  # steps observed
+    quiet: jax.Array  # steps since the last reaction
 
 
 def init(z: jax.Array) -> SurpriseState:
     return SurpriseState(z_pred=z, error=jnp.float32(0), baseline=jnp.float32(0),
-                         n=jnp.int32(0))
+                         n=jnp.int32(0), quiet=jnp.int32(2**30))
+
+
+def react(cfg: SurpriseConfig, s: SurpriseState, spike: jax.Array
+          ) -> tuple[SurpriseState, jax.Array]:
+    """(state, whether to react now): a spike outside the refractory period."""
+    now = spike & (s.quiet >= cfg.refractory)
+    return s._replace(quiet=jnp.where(now, 0, jnp.minimum(s.quiet + 1, 2**30))), now
 
 
 def observe(cfg: SurpriseConfig, s: SurpriseState, z: jax.Array, scale: float
