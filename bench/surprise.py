@@ -40,14 +40,22 @@ def unchanged(task):
     return tasks.build(dataclasses.replace(task.spec, env_args=args))
 
 
-def variants(names: list[str]) -> dict[str, A.AgentConfig]:
+def variants(names: list[str], max_cuts: int | None = None) -> dict[str, A.AgentConfig]:
+    """Each agent without and with surprise handling; `max_cuts`: the graph levels of the
+    handling variant keep that many cut centres."""
     out = {}
     for n in names:
         cfg = A.load_agent(n)
         for react in (False, True):
             tag = f"{n}+surprise" if react else n
-            out[tag] = dataclasses.replace(
+            c = dataclasses.replace(
                 cfg, name=tag, surprise=dataclasses.replace(cfg.surprise, react=react))
+            if react and max_cuts:
+                c = dataclasses.replace(c, levels=tuple(
+                    dataclasses.replace(lv, config=dataclasses.replace(lv.config,
+                                                                       max_cuts=max_cuts))
+                    if lv.kind == "graph" else lv for lv in c.levels))
+            out[tag] = c
     return out
 
 
@@ -78,13 +86,18 @@ def main(argv=None) -> dict:
     p.add_argument("--episodes", type=int, default=48)
     p.add_argument("--seeds", default="0", help="stack seeds (one stack each)")
     p.add_argument("--cache", default="out/cache")
+    p.add_argument("--max-cuts", type=int, default=None,
+                   help="cut centres the handling variant's graph levels keep")
+    p.add_argument("--worlds", default="changed,unchanged")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     task = tasks.load(a.task)
-    worlds = {"changed": task, "unchanged": unchanged(task)}
+    worlds = {w: t for w, t in (("changed", task), ("unchanged", unchanged(task)))
+              if w in a.worlds.split(",")}
     events = task.spec.env_args.get("events", [])
-    cfgs = variants(a.agents.split(","))
-    out = {"task": a.task, "episodes": a.episodes, "events": events, "runs": {}}
+    cfgs = variants(a.agents.split(","), a.max_cuts)
+    out = {"task": a.task, "episodes": a.episodes, "events": events,
+           "max_cuts": a.max_cuts, "runs": {}}
     for seed in (int(s) for s in a.seeds.split(",")):
         st, ds, _ = pipeline.get_stack(task, a.cache, seed=seed)
         ctx = A.Context(task, st, ds)
