@@ -47,7 +47,8 @@ def variants(names: list[str], max_cuts: int | None = None) -> dict[str, A.Agent
     for n in names:
         cfg = A.load_agent(n)
         for react in (False, True):
-            tag = f"{n}+surprise" if react else n
+            tag = n if react == cfg.surprise.react else (
+                f"{n}+surprise" if react else f"{n} (surprise off)")
             c = dataclasses.replace(
                 cfg, name=tag, surprise=dataclasses.replace(cfg.surprise, react=react))
             if react and max_cuts:
@@ -117,7 +118,7 @@ def main(argv=None) -> dict:
                       f"{r['mean_steps']:7.1f} {r['surprises_per_1k_steps']:11.1f} "
                       f"{r['cuts_per_episode']:8.2f}")
             if world == "changed" and seed == int(a.seeds.split(",")[0]):
-                name = next(n for n in cfgs if n.endswith("+surprise"))
+                name = next(n for n, c in cfgs.items() if c.surprise.react)
                 plot(raw, name, events[0]["step"] if events else None,
                      RESULTS / f"surprise_{a.task}.png")
     write(f"surprise_{a.task}", out, a.json)

@@ -135,6 +135,8 @@ def test_bad_graph_level_settings_name_the_fix():
         GraphLevelConfig(cut_radius=0.0)
     with pytest.raises(ValueError, match="patience=-1.*Fix"):
         GraphLevelConfig(patience=-1)
+    with pytest.raises(ValueError, match="relax=-1.*Fix"):
+        GraphLevelConfig(relax=-1)
 
 
 def test_a_surprised_graph_level_cuts_at_once_and_goes_round():
@@ -153,3 +155,28 @@ def test_a_surprised_graph_level_cuts_at_once_and_goes_round():
     s, sub, info = level.step(s, jax.random.key(3), z, goal)
     assert int(info["idx"]) >= 0 and pts[int(info["idx"]), 0] == 0.0  # down the left arm
     assert not level.step(s, jax.random.key(4), z, goal)[2]["cut"]  # once, not every step
+
+
+def test_relaxation_only_adds_true_routes_and_never_crosses_a_cut():
+    """A wide (surprise) cut in the middle of the U's bottom, the target at L: with
+    relaxation over near states the field may gain routes the landmarks missed, but is
+    never shorter than the true distance, and a state whose every way to L passes the
+    cut (the U is a line) stays cut off."""
+    g, pts = u_graph(wormhole=False)
+    n = len(pts)
+    goal = jnp.asarray(pts[0])
+    z = jnp.asarray(pts[5])  # the agent on the left arm, L's side of the cut
+    togo = {}
+    for relax in (0, 8):
+        cfg = GraphLevelConfig(reach=2.0, patience=0, relax=relax)
+        level = graph_level(g, scale=0.5, cfg=cfg)
+        s = level.init(jax.random.key(0), goal)
+        cuts = s.cuts.at[0].set(20)  # a cut 3 steps wide, as a surprise makes
+        s = s._replace(cuts=cuts, radii=s.radii.at[0].set(3.0), stale=jnp.bool_(True))
+        s, _, _ = level.step(s, jax.random.key(2), z, goal)
+        togo[relax], cuts, radii = np.asarray(s.togo), s.cuts, s.radii
+    true = np.asarray(g.dist[:, 0])
+    assert np.all(togo[8] >= true - 1e-3) and np.all(togo[8] <= togo[0] + 1e-3)
+    through = np.asarray(G.passes(g, cuts, jnp.arange(n), jnp.zeros(n, jnp.int32), radii))
+    assert through.any() and np.all(togo[8][through] >= G.BIG)
+    assert np.all(togo[8][~through & (true < 10)] < G.BIG)  # the near side keeps its route

@@ -67,6 +67,10 @@ class GraphLevelConfig:
     # help (stack 0: 0.85 vs 0.90 success, stack 1: 0.60 vs 0.75, 20 episodes each).
     track: float = 0.0
     relocalise: float = 1.0
+    # Sweeps of relaxation over each bank state's 8 nearest states after the landmark
+    # field: near a wide cut (a closed door) every landmark link of a state may pass the
+    # cut, and without it such a state has no route, so the cuts are dropped. 0: off.
+    relax: int = 0
 
     def __post_init__(self):
         for key in ("reach", "direct", "cut_radius", "ban_radius", "same_place",
@@ -80,6 +84,8 @@ class GraphLevelConfig:
         if not (isinstance(self.patience, int) and self.patience >= 0):
             raise ConfigError("patience", f"patience={self.patience!r}",
                               "use an integer >= 0 (0 turns cutting off)")
+        if not (isinstance(self.relax, int) and self.relax >= 0):
+            raise ConfigError("relax", f"relax={self.relax!r}", "use an integer >= 0")
         for key in ("max_cuts", "bank", "ban_steps"):
             v = getattr(self, key)
             if not (isinstance(v, int) and v >= 1):
@@ -135,11 +141,25 @@ def graph_level(graph: G.BankGraph, scale: float,
         j = jnp.argmin(d2)
         return j, jnp.sqrt(jnp.maximum(d2[j], 0.0)) / scale
 
+    if cfg.relax > 0:  # each state's 8 nearest others, by graph distance
+        near_w, near_i = jax.lax.top_k(-(dist + jnp.diag(jnp.full(m, big))), 8)
+        near_w = -near_w
+
+    def relaxed(t, cuts, radii, dead):
+        hop = G.passes(graph, cuts, jnp.broadcast_to(jnp.arange(m)[:, None], near_i.shape),
+                       near_i, radii)
+        w = jnp.where(dead[near_i] | hop, jnp.inf, near_w)
+        t = jax.lax.fori_loop(0, cfg.relax,
+                              lambda _, t: jnp.minimum(t, jnp.min(w + t[near_i], 1)), t)
+        return jnp.where(dead, big, jnp.minimum(t, big))
+
     def togo_of(cuts, radii, target):
         dead = G.cut_mask(graph, cuts, radii)
         jt, ct = nearest(target, jnp.zeros(m, bool))
         exact = dist[:, jt] + ct
         routed = G.field(graph, cuts, jt, ct, radii, reach_field)
+        if cfg.relax > 0:
+            routed = relaxed(routed, cuts, radii, dead)
         has_cuts = jnp.any(cuts >= 0)
         lost = jnp.all(routed >= big) | dead[jt]  # the cuts leave no route: drop them
         return jnp.where(has_cuts & ~lost, routed, exact), has_cuts & lost
