@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hplan.agents.actuator import MPCConfig, action_filter, mpc
+from hplan.agents.actuator import MPCConfig, mpc
 from hplan.agents.config import AgentConfig, LevelSpec, available, level_module, load_agent
 from hplan.agents.context import Context
 from hplan.agents.level import Actuator, Level, chain, hold
@@ -42,11 +42,11 @@ def build(cfg: AgentConfig, ctx: Context) -> Policy:
 
 
 def predictor(ctx):
-    """`predict(z, action)`: the level-0 model's next latent (the agent's expectation)."""
-    filt = action_filter(ctx.task.env)
+    """`predict(z, action)`: the level-0 model's next latent (the agent's expectation) for
+    the action as executed (the actuator has already put it through the task's filter)."""
 
     def predict(z, action):
-        return ctx.stack.model().step(0, z, filt(action))
+        return ctx.stack.model().step(0, z, action)
 
     return predict
 

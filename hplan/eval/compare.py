@@ -89,22 +89,12 @@ def evaluate_agent(task, policy: Policy, key: jax.Array, episodes: int,
     success = np.asarray(out["success"], bool)
     taken = np.asarray(out["steps_to_goal"], float)
     info = out["info"]
-    if "cut" in info:  # cut events until the goal (an agent parked on it keeps "stalling")
-        cut = np.asarray(info["cut"], bool)
-        until = np.where(success, taken, cut.shape[1])[:, None]
-        out["cuts"] = (cut & (np.arange(cut.shape[1])[None] < until)).sum(1)
-    else:
-        out["cuts"] = np.zeros(episodes, int)
-    # Surprise spikes per 1000 steps, over the steps before the goal (all when missed).
-    if "surprise" in info:
-        sur = np.asarray(info["surprise"], bool)
-        until = np.where(success, taken, sur.shape[1])
-        counted = sur & (np.arange(sur.shape[1])[None] < until[:, None])
-        out["surprises"] = counted.sum(1)
-        surprise_rate = 1e3 * counted.sum() / max(until.sum(), 1)
-    else:
-        out["surprises"] = np.zeros(episodes, int)
-        surprise_rate = float("nan")
+    # Events until the goal (an agent parked on it keeps "stalling"), all steps when missed.
+    until = np.where(success, taken, steps)
+    out["cuts"] = _until(info.get("cut"), until)
+    out["surprises"] = _until(info.get("surprise"), until)
+    surprise_rate = (1e3 * out["surprises"].sum() / max(until.sum(), 1) if "surprise" in info
+                     else float("nan"))
     oracle = task.oracle
     nan = float("nan")
     row = {"success_rate": float(success.mean()), "spl": nan,
@@ -135,6 +125,15 @@ def evaluate_agent(task, policy: Policy, key: jax.Array, episodes: int,
         "episodes": episodes,
     })
     return row, out
+
+
+def _until(flags, until: np.ndarray) -> np.ndarray:
+    """Per-episode count of the per-step `flags` [E, T] before step `until` [E] (zeros
+    when the policy does not report them)."""
+    if flags is None:
+        return np.zeros(len(until), int)
+    flags = np.asarray(flags, bool)
+    return (flags & (np.arange(flags.shape[1])[None] < until[:, None])).sum(1)
 
 
 def compare(task, agents: Mapping[str, Policy], seed: int, episodes: int,

@@ -151,11 +151,15 @@ class PointMaze:
         return self.observe(pos)
 
     # -- dynamics -------------------------------------------------------------------------
+    def _phase(self, t: jax.Array) -> jax.Array:
+        """How many events have happened by step `t`."""
+        return jnp.sum(t >= self._event_steps)
+
     def walls_at(self, t: jax.Array) -> jax.Array:
         """The wall grid at step `t` of an episode (the layout's, unless events changed it)."""
         if not self.config.events:
             return self.walls
-        return self._wall_grids[jnp.sum(t >= self._event_steps)]
+        return self._wall_grids[self._phase(t)]
 
     def move(self, pos: jax.Array, action: jax.Array, walls: jax.Array | None = None
              ) -> jax.Array:
@@ -202,7 +206,7 @@ class PointMaze:
         sigma = 0.5 * max(h, w) / size + 0.35
         blob = jnp.exp(-((rr - pos[0]) ** 2 + (cc - pos[1]) ** 2) / (2 * sigma**2))
         walls = (self._wall_images[0] if t is None or not self.config.events
-                 else self._wall_images[jnp.sum(t >= self._event_steps)])
+                 else self._wall_images[self._phase(t)])
         img = jnp.stack([walls, blob], axis=-1)
         return jnp.round(255 * img).astype(jnp.uint8)
 
