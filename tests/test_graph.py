@@ -180,3 +180,24 @@ def test_relaxation_only_adds_true_routes_and_never_crosses_a_cut():
     through = np.asarray(G.passes(g, cuts, jnp.arange(n), jnp.zeros(n, jnp.int32), radii))
     assert through.any() and np.all(togo[8][through] >= G.BIG)
     assert np.all(togo[8][~through & (true < 10)] < G.BIG)  # the near side keeps its route
+
+
+def test_localised_by_observation_where_the_latent_misleads():
+    """The latent puts the agent at the corner point, a hair nearer the right arm's top;
+    its observation (the arms 3 apart, as in the world) says it is on the left arm. Localised
+    by observation, the next subgoal is down the left arm, the way round."""
+    g, pts = narrow_u()
+    obs = pts.copy()
+    obs[pts[:, 0] > 0.6, 0] = 3.0  # the right arm, where the world has it
+    cfg = GraphLevelConfig(reach=2.0, localise="observation")
+    level = graph_level(g, 0.5, cfg, snapped=(jnp.asarray(obs), lambda state: state))
+    goal = jnp.asarray(pts[-3])
+    state = level.init(jax.random.key(0), goal)
+    z, where = jnp.asarray((0.36, 0.0)), jnp.asarray((0.0, 0.1))
+    _, sub, info = jax.jit(level.step)(state, jax.random.key(1), z, goal, where)
+    idx = int(info["idx"])
+    assert idx >= 0 and pts[idx, 0] == 0.0 and pts[idx, 1] > 0.0
+    _, sub, _ = jax.jit(level.step)(state, jax.random.key(1), z, goal)  # by latent: across
+    assert np.asarray(sub)[0] == pytest.approx(0.7)
+    with pytest.raises(Exception, match="localise"):
+        GraphLevelConfig(localise="xy")

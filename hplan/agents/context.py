@@ -105,21 +105,26 @@ def critic_edges(stack, bank: jax.Array, edge: float = 1.25, neighbours: int = 6
     return src[keep], dst[keep], w[keep] + 1e-3
 
 
+def snap_space(data) -> str:
+    """Where dataset states are matched to bank states: "obs" (the observation, a small
+    vector), "xy" (goal space, when the observation holds more than it, as velocities:
+    near in position, a state may move either way) or "latent" (images)."""
+    if data.obs.ndim != 3:
+        return "latent"
+    if data.xy is not None and data.xy.shape[-1] < data.obs.shape[-1]:
+        return "xy"
+    return "obs"
+
+
 def data_edges(stack, data, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Links (src, dst, base steps) from the dataset's own transitions: every dataset state
-    snaps to its nearest bank state (in observation space when that is a small vector, in
-    latent space for images, in goal space when the observation holds more than it, as
-    velocities: near in position, a state may move either way), and each observed
-    transition between two bank states links them. The data never crossed a wall, so
-    neither does a link, but for snapping errors where two sides nearly touch (see
-    `bank_index`)."""
+    snaps to its nearest bank state (in `snap_space`), and each observed transition
+    between two bank states links them. The data never crossed a wall, so neither does a
+    link, but for snapping errors where two sides nearly touch (see `bank_index`)."""
     from hplan.wm.critic import transition_links
 
-    x = data.obs
-    if x.ndim != 3:  # images: snap in latent space
-        x = stack.encode(x)
-    elif data.xy is not None and data.xy.shape[-1] < x.shape[-1]:
-        x = data.xy
+    x = {"latent": lambda: stack.encode(data.obs), "xy": lambda: data.xy,
+         "obs": lambda: data.obs}[snap_space(data)]()
     _, g = transition_links(np.asarray(x, np.float32), index)
     g = g.tocoo()
     return g.row, g.col, g.data.astype(np.float32)
@@ -185,6 +190,19 @@ class Context:
                 raise ValueError(f"edges={edges!r}. Fix: use 'data' or 'critic'")
             self._graphs[key] = G.build(bank, *links, pinned=np.isin(idx, self.pinned()))
         return self._graphs[key]
+
+    def snapped(self, size: int, seed: int = 0):
+        """(bank states in `snap_space` [size, k], `locate(state)`: the agent's state in
+        that space), or None where it is the latent space (images)."""
+        kind = snap_space(self.data)
+        if kind == "latent":
+            return None
+        x = self.data.xy if kind == "xy" else self.data.obs
+        idx = bank_index(self.data, size, seed, self.pinned())
+        bank = jnp.asarray(x.reshape(-1, x.shape[-1])[idx], jnp.float32)
+        if kind == "xy":
+            return bank, lambda state: state.metrics["xy"]
+        return bank, lambda state: state.obs
 
     def bank_xy(self, size: int, seed: int = 0) -> np.ndarray | None:
         """Goal-space positions of the bank states (diagnostics and plots only)."""

@@ -12,7 +12,9 @@ latent). An `Actuator` is the level-0 controller. `chain(levels, actuator, encod
 them into a `Policy`, top level first, as `optax.chain` turns transforms into one; with
 no levels it is flat MPC. `hold(level, every)` re-selects only every `every` steps. A level
 may have a `surprised(level_state) -> level_state` hook: what it does when the world
-turned out not to be what the model predicted (see `hplan.agents.surprise`).
+turned out not to be what the model predicted (see `hplan.agents.surprise`), and a
+`locate(state) -> where` hook: what it reads from the observation besides the latent
+(a graph level localises the agent on its bank by it), passed to `step` after `target`.
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ LEVEL_KEYS = ("idx", "n_model", "n_critic")
 
 class Level(NamedTuple):
     init: Callable[[jax.Array, jax.Array], Any]
-    step: Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[Any, jax.Array, dict]]
+    step: Callable[..., tuple[Any, jax.Array, dict]]
     surprised: Callable[[Any], Any] | None = None
+    # `locate(state) -> where`: what the level reads from the observation besides its
+    # latent; when set, `step` takes it as a fifth argument
+    locate: Callable[[State], jax.Array] | None = None
 
 
 def level_info(idx=-1, n_model=0, n_critic=0) -> dict[str, jax.Array]:
@@ -59,9 +64,9 @@ def hold(level: Level, every: int) -> Level:
     def init(key, z_goal):
         return HoldState(level.init(key, z_goal), z_goal, jnp.int32(-1), jnp.int32(every))
 
-    def step(state: HoldState, key, z, target):
+    def step(state: HoldState, key, z, target, *where):
         def fresh():
-            inner, sub, info = level.step(state.inner, key, z, target)
+            inner, sub, info = level.step(state.inner, key, z, target, *where)
             return HoldState(inner, sub, info["idx"], jnp.int32(1)), \
                 (info["n_model"], info["n_critic"])
 
@@ -76,7 +81,7 @@ def hold(level: Level, every: int) -> Level:
         inner = level.surprised(state.inner) if level.surprised else state.inner
         return state._replace(inner=inner, since=jnp.int32(every))  # re-select now
 
-    return Level(init, step, surprised)
+    return Level(init, step, surprised, level.locate)
 
 
 class Actuator(NamedTuple):
@@ -134,7 +139,8 @@ def chain(levels: Sequence[Level], actuator: Actuator,
         new_levels, idx, n_model, n_critic = [], [], jnp.int32(0), jnp.int32(0)
         cut = jnp.bool_(False)
         for lv, ls, k in zip(levels, level_states, ks, strict=False):
-            ls, target, info = lv.step(ls, k, z, target)
+            where = () if lv.locate is None else (lv.locate(state),)
+            ls, target, info = lv.step(ls, k, z, target, *where)
             new_levels.append(ls)
             idx.append(info["idx"])
             n_model = n_model + info["n_model"]
