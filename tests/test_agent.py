@@ -179,6 +179,18 @@ def test_hierarchical_agent_approaches_the_goal(rooms, hier_run):
     assert d_end.mean() < 0.8 * d0.mean()
 
 
+def test_a_level_localised_by_observation_reads_the_state_and_approaches_the_goal(rooms):
+    """`localise = "observation"`: the graph level reads the agent's observation through
+    its `locate` hook (here through a `hold`), and the agent still closes in."""
+    task, _, _, ctx = rooms
+    obs_graph = dataclasses.replace(GRAPH, localise="observation")
+    cfg = dataclasses.replace(HIER, levels=(LevelSpec("graph", obs_graph, 2),))
+    out = jax.jit(make_evaluate(task, A.build(cfg, ctx)))(_keys(3))
+    pos, goal = np.asarray(out["positions"]), np.asarray(out["goal"])
+    d0, d_end = _bfs(task, pos[:, 0], goal), _bfs(task, pos[:, -1], goal)
+    assert d_end.mean() < 0.8 * d0.mean()
+
+
 def test_a_new_level_is_one_file_and_the_trivial_one_is_flat_mpc(rooms):
     """`goal_level.py` (subgoal = target) chained over MPC acts exactly as flat MPC."""
     task, _, _, ctx = rooms
