@@ -116,6 +116,11 @@ def snap_space(data) -> str:
     return "obs"
 
 
+def snap_data(data, kind: str) -> np.ndarray:
+    """The dataset's states in a vector `snap_space` ("xy" or "obs") [N, T, k]."""
+    return data.xy if kind == "xy" else data.obs
+
+
 def data_edges(stack, data, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Links (src, dst, base steps) from the dataset's own transitions: every dataset state
     snaps to its nearest bank state (in `snap_space`), and each observed transition
@@ -123,11 +128,16 @@ def data_edges(stack, data, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     link, but for snapping errors where two sides nearly touch (see `bank_index`)."""
     from hplan.wm.critic import transition_links
 
-    x = {"latent": lambda: stack.encode(data.obs), "xy": lambda: data.xy,
-         "obs": lambda: data.obs}[snap_space(data)]()
+    kind = snap_space(data)
+    x = stack.encode(data.obs) if kind == "latent" else snap_data(data, kind)
     _, g = transition_links(np.asarray(x, np.float32), index)
     g = g.tocoo()
     return g.row, g.col, g.data.astype(np.float32)
+
+
+def _rows(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Dataset states `idx` (flat indices over episodes and steps) of `x` [N, T, ...]."""
+    return x.reshape(-1, *x.shape[2:])[idx]
 
 
 def verified(links, data_links, m: int, factor: float = 1.5, slack: float = 0.5):
@@ -173,8 +183,7 @@ class Context:
             raise ValueError("this agent selects subgoals from a bank of dataset states. "
                              "Fix: pass the task's offline data (hplan collect)")
         idx = bank_index(self.data, size, seed, self.pinned())
-        flat = self.data.obs.reshape(-1, *self.data.obs.shape[2:])
-        return idx, jnp.asarray(self.stack.encode(flat[idx]))
+        return idx, jnp.asarray(self.stack.encode(_rows(self.data.obs, idx)))
 
     def graph(self, size: int, edges: str = "data", seed: int = 0) -> G.BankGraph:
         """The bank graph (cached: agents that share a bank share its graph)."""
@@ -197,9 +206,8 @@ class Context:
         kind = snap_space(self.data)
         if kind == "latent":
             return None
-        x = self.data.xy if kind == "xy" else self.data.obs
         idx = bank_index(self.data, size, seed, self.pinned())
-        bank = jnp.asarray(x.reshape(-1, x.shape[-1])[idx], jnp.float32)
+        bank = jnp.asarray(_rows(snap_data(self.data, kind), idx), jnp.float32)
         if kind == "xy":
             return bank, lambda state: state.metrics["xy"]
         return bank, lambda state: state.obs
@@ -208,5 +216,4 @@ class Context:
         """Goal-space positions of the bank states (diagnostics and plots only)."""
         if self.data is None or self.data.xy is None:
             return None
-        idx = bank_index(self.data, size, seed, self.pinned())
-        return self.data.xy.reshape(-1, self.data.xy.shape[-1])[idx]
+        return _rows(self.data.xy, bank_index(self.data, size, seed, self.pinned()))

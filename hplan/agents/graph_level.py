@@ -150,8 +150,9 @@ def graph_level(graph: G.BankGraph, scale: float,
     big = jnp.float32(G.BIG)
     reach_field = float(jnp.max(jnp.min(dist[:, graph.landmarks], axis=1))) * 2.0 + 1.0
 
-    def nearest(x, dead):
-        d2 = jnp.where(dead, jnp.inf, jnp.sum((bank - x) ** 2, -1))
+    def nearest(x, dead, points=bank):
+        """(index, distance / scale) of the live point of `points` nearest `x`."""
+        d2 = jnp.where(dead, jnp.inf, jnp.sum((points - x) ** 2, -1))
         j = jnp.argmin(d2)
         return j, jnp.sqrt(jnp.maximum(d2[j], 0.0)) / scale
 
@@ -181,8 +182,7 @@ def graph_level(graph: G.BankGraph, scale: float,
     def localise(s: GraphLevelState, z, dead, where):
         """(bank index, latent distance in steps) of where the agent is."""
         if where is not None:
-            d2 = jnp.where(dead, jnp.inf, jnp.sum((snapped[0] - where) ** 2, -1))
-            j = jnp.argmin(d2)
+            j, _ = nearest(where, dead, snapped[0])
             return j, jnp.sqrt(jnp.sum((bank[j] - z) ** 2)) / scale
         jz, cz = nearest(z, dead)
         if cfg.track <= 0:
