@@ -7,6 +7,7 @@ episodes (a key the stack never trained on):
   action box for the one whose predicted latent lands nearest encode(o'), against the
   action taken (L-inf, action units: 1 = a full-speed step), median and p90;
 - `critic_action_error`: the same, picking by the level-0 critic instead of latent distance;
+- `inverse_action_error`: the same, read off the inverse-dynamics head (when trained);
 - `identity_error`: the same for always answering "no move" (all-zero action), a floor to
   beat.
 
@@ -34,6 +35,7 @@ from bench.common import table, write
 from hplan import data as data_lib
 from hplan import tasks
 from hplan.train import pipeline
+from hplan.wm.jepa import step_rms
 
 
 def candidates(size: int, n: int = 441, seed: int = 0) -> np.ndarray:
@@ -67,9 +69,11 @@ def measure(stack, ds, n: int = 2000, seed: int = 0) -> dict:
             return by_latent, by_critic
 
         a_lat, a_crit = jax.vmap(pick)(z0, z1)
-        return err, move, a_lat, a_crit
+        a_inv = (model.read_action(z0, z1, step_rms(z1 - z0)) if stack.wm_cfg.inverse
+                 else jnp.full_like(a_lat, jnp.nan))
+        return err, move, a_lat, a_crit, a_inv
 
-    err, move, a_lat, a_crit = map(np.asarray, run(o0, o1, act))
+    err, move, a_lat, a_crit, a_inv = map(np.asarray, run(o0, o1, act))
     act = np.asarray(act)
     ok = move > 0.2 * np.median(move)
 
@@ -78,7 +82,9 @@ def measure(stack, ds, n: int = 2000, seed: int = 0) -> dict:
         return float(np.median(d)), float(np.percentile(d, 90))
 
     (ml, ml90), (cl, cl90), (il, il90) = linf(a_lat), linf(a_crit), linf(0 * act)
+    vl, vl90 = linf(a_inv)
     return {"transitions": int(ok.sum()), "error_over_move": float(np.median(err[ok] / move[ok])),
+            "inverse_action_error": vl, "inverse_action_error_p90": vl90,
             "model_action_error": ml, "model_action_error_p90": ml90,
             "critic_action_error": cl, "critic_action_error_p90": cl90,
             "identity_error": il, "identity_error_p90": il90}
@@ -99,7 +105,8 @@ def main(argv=None):
         stack, _, where = pipeline.get_stack(task, args.cache, seed=seed, show=False)
         rows.append({"seed": seed, "stack": Path(where).name, **measure(stack, fresh)})
     cols = ["seed", "error_over_move", "model_action_error", "model_action_error_p90",
-            "critic_action_error", "identity_error", "transitions"]
+            "critic_action_error", "inverse_action_error", "inverse_action_error_p90",
+            "identity_error", "transitions"]
     print(table(rows, cols))
     out = write(f"level0_precision_{args.task}", {"task": args.task, "rows": rows}, args.out)
     print(f"wrote {out}")

@@ -110,6 +110,17 @@ def test_shipped_agents_load_and_bad_files_point_at_the_line(tmp_path):
     assert A.load_agent(path).levels[0].config.reach == 3.0
 
 
+def test_inverse_final_step_needs_a_trained_head_and_a_sane_distance(rooms):
+    from hplan.core import ConfigError
+
+    task, _, _, ctx = rooms
+    with pytest.raises(ConfigError, match="inverse_within"):
+        MPCConfig(inverse_within=-1.0)
+    cfg = dataclasses.replace(HIER, actuator=dataclasses.replace(LOW, inverse_within=1.0))
+    with pytest.raises(ConfigError, match="inverse_weight = 1.0"):  # rooms: no head
+        A.build(cfg, ctx)
+
+
 def test_an_agent_without_data_for_its_bank_is_told_what_to_pass(rooms):
     task, st, _, _ = rooms
     with pytest.raises(ValueError, match="step scale comes from dataset states"):

@@ -179,11 +179,24 @@ def test_inverse_head_reads_the_action_and_older_stack_keys_stay():
 
 
 def test_inverse_dynamics_term_learns_the_action(task, ds):
+    from flax import nnx
+
     tc = dataclasses.replace(TC, inverse_weight=1.0)
-    _, _, hist = _train_wm(task, ds, tc, dataclasses.replace(WM, inverse=True))
+    graph, state, hist = _train_wm(task, ds, tc, dataclasses.replace(WM, inverse=True))
     power = float(np.mean(np.sum(np.asarray(ds.actions) ** 2, -1)))
     # Consecutive latents of a point mass give its displacement: the action, but at walls.
     assert hist[-1]["inverse"] < 0.4 * power, (hist[-1]["inverse"], power)
+    # What the actuator's `inverse_within` acts with: on transitions it never trained on,
+    # the head reads the action from (z, z') with the step unit of recorded steps.
+    fresh = data.collect(task, jax.random.key(5), episodes=64, steps=16)
+    model = nnx.merge(graph, state["params"])
+    z = wm_train.encode_all(graph, state["params"], fresh.obs)
+    z0, z1 = jnp.asarray(z[:, :-1]), jnp.asarray(z[:, 1:])
+    act = model.read_action(z0, z1, wm_train.step_rms(z1 - z0))
+    moved = np.linalg.norm(np.asarray(fresh.xy[:, 1:] - fresh.xy[:, :-1]), axis=-1) > 0.2
+    err = np.abs(np.clip(np.asarray(act), -1, 1) - np.asarray(fresh.actions)).max(-1)[moved]
+    none = np.abs(np.asarray(fresh.actions)).max(-1)[moved]  # answering "no move"
+    assert np.median(err) < 0.65 * np.median(none), (np.median(err), np.median(none))
 
 
 def test_pixel_model_encodes_each_window_frame_once_and_trains(task, monkeypatch):

@@ -49,6 +49,12 @@ class MPCConfig:
     critic_weight: float = 1.0
     guard_weight: float = 20.0  # keep-out penalty on probed positions
     guard_margin: float = 0.1
+    # Within this many base steps of the (sub)goal, act with the model's inverse-dynamics
+    # head (z, subgoal) -> action instead of the plan's first action: the head resolves one
+    # step about twice as finely as searching the forward model (bench/level0_precision.py),
+    # so the agent lands on a near subgoal instead of dithering round it. 0: off. Needs a
+    # stack trained with `inverse_weight > 0`.
+    inverse_within: float = 0.0
 
     def __post_init__(self):
         if self.planner not in PLANNERS:
@@ -59,6 +65,9 @@ class MPCConfig:
             v = getattr(self, key)
             if not (isinstance(v, int) and v >= (0 if key == "sample_iters" else 1)):
                 raise ConfigError(key, f"{key}={v!r}", "use a positive integer")
+        if not self.inverse_within >= 0:
+            raise ConfigError("inverse_within", f"inverse_within={self.inverse_within!r}",
+                              "use a distance in base steps >= 0 (0: off)")
         for key in ("lr", "temperature"):
             if not getattr(self, key) > 0:
                 raise ConfigError(key, f"{key}={getattr(self, key)!r}",
@@ -129,6 +138,7 @@ def mpc(ctx, cfg: MPCConfig, planner: P.Planner | None = None) -> Actuator:
     filt = action_filter(ctx.task.env)
     planner = planner or make_planner(cfg)
     size = ctx.task.env.action_size
+    final = inverse_step(ctx) if cfg.inverse_within > 0 else None
 
     def init(key):
         del key
@@ -137,8 +147,29 @@ def mpc(ctx, cfg: MPCConfig, planner: P.Planner | None = None) -> Actuator:
     def act(plan, key, z, subgoal):
         plan, info = P.solve(planner, lambda a: cost(z, subgoal, a), plan, key, cfg.iters)
         n = info["n_evals"]
-        return P.shift(plan), filt(plan[0]), {
+        a = filt(plan[0])
+        if final is not None:
+            near = costs.safe_norm(subgoal - z) / ctx.scale <= cfg.inverse_within
+            a = jnp.where(near, filt(final(z, subgoal)), a)
+        return P.shift(plan), a, {
             "cost": info["cost"], "n_evals": n, "n_model": n * cfg.horizon,
             "n_critic": n * cfg.critic_calls}
 
     return Actuator(init, act)
+
+
+def inverse_step(ctx) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """`action(z, target)`: the level-0 inverse-dynamics head's reading of the step from z
+    to target (`WorldModel.read_action`)."""
+    stack = ctx.stack
+    if not stack.wm_cfg.inverse:
+        raise ConfigError("inverse_within", "inverse_within > 0 needs a level-0 inverse-"
+                          "dynamics head, and this stack was trained without one",
+                          "set `inverse_weight = 1.0` under [stack.train] in the task file "
+                          "and retrain, or set inverse_within = 0")
+    unit = ctx.inverse_scale()
+
+    def action(z, target):
+        return nnx.merge(stack.wm_graph, stack.wm_params).read_action(z, target, unit)
+
+    return action

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hplan.agents import graph as G
+from hplan.wm.jepa import step_rms
 
 
 def step_scale(stack, data, n_states: int = 512, seed: int = 0) -> float:
@@ -31,6 +32,14 @@ def step_scale(stack, data, n_states: int = 512, seed: int = 0) -> float:
     dz = jax.jit(jax.vmap(jax.vmap(lambda z_, u: model.step(0, z_, u) - z_, (None, 0)),
                           (0, None)))(z, jnp.asarray(corners))
     return float(jnp.mean(jnp.linalg.norm(dz, axis=-1))) + 1e-6
+
+
+def recorded_steps(stack, data, n: int = 4096, seed: int = 0):
+    """(z_t, z_t+1) of `n` random recorded level-0 transitions."""
+    rng = np.random.default_rng(seed)
+    e = rng.integers(0, data.obs.shape[0], n)
+    t = rng.integers(0, data.actions.shape[1], n)
+    return stack.encode(data.obs[e, t]), stack.encode(data.obs[e, t + 1])
 
 
 def _corners(a: int, n: int, rng) -> np.ndarray:
@@ -163,6 +172,7 @@ class Context:
     _graphs: dict = dataclasses.field(default_factory=dict)
     _links: dict = dataclasses.field(default_factory=dict)
     _pinned: np.ndarray | None = None
+    _inverse_unit: float | None = None
 
     def __post_init__(self):
         if self.scale is None:
@@ -170,6 +180,16 @@ class Context:
                 raise ValueError("the latent step scale comes from dataset states. Fix: "
                                  "pass the task's offline data (hplan collect)")
             self.scale = step_scale(self.stack, self.data)
+
+    def inverse_scale(self) -> float:
+        """The inverse head's step unit (`jepa.step_rms`) on recorded steps, once."""
+        if self._inverse_unit is None:
+            if self.data is None:
+                raise ValueError("the inverse head's step unit comes from dataset "
+                                 "transitions. Fix: pass the task's offline data")
+            z0, z1 = recorded_steps(self.stack, self.data)
+            self._inverse_unit = float(step_rms(jnp.asarray(z1 - z0)))
+        return self._inverse_unit
 
     def pinned(self) -> np.ndarray:
         """`pinned_states(data)`, computed once."""

@@ -143,7 +143,7 @@ def make_loss(graphdef, wm: WMConfig, tc: TrainConfig):
             if level == 0 and tc.inverse_weight > 0:
                 # The step, scaled to unit size: one step moves a latent little.
                 dz = z[:, 1:] - z[:, :-1]
-                dz = dz / jax.lax.stop_gradient(jnp.sqrt(jnp.mean(dz**2)) + 1e-6)
+                dz = dz / jax.lax.stop_gradient(step_rms(dz))
                 pair = jnp.concatenate([z[:, :-1], dz], axis=-1)
                 inv = jnp.mean(jnp.sum((model.inverse(pair) - acts) ** 2, -1))
                 metrics["inverse"] = inv
@@ -228,6 +228,11 @@ def make_train(wm: WMConfig, tc: TrainConfig, obs, actions):
 
 def build_model(obs_shape, action_dim: int, wm: WMConfig, seed: int = 0) -> WorldModel:
     return WorldModel(tuple(obs_shape), action_dim, wm, nnx.Rngs(seed))
+
+
+def step_rms(dz: jax.Array) -> jax.Array:
+    """RMS per coordinate of latent steps: the inverse head reads steps divided by it."""
+    return jnp.sqrt(jnp.mean(dz**2)) + 1e-6
 
 
 def encode_all(graphdef, params, obs: np.ndarray, batch: int = 8192) -> np.ndarray:

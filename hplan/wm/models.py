@@ -165,6 +165,11 @@ class WorldModel(nnx.Module):
     def encode(self, obs: jax.Array) -> jax.Array:
         return self.encoder(obs)
 
+    def read_action(self, z: jax.Array, target: jax.Array, unit) -> jax.Array:
+        """The inverse head's level-0 action for the step z -> target; `unit`: the step
+        scale it was trained with (`jepa.step_rms` of recorded steps)."""
+        return self.inverse(jnp.concatenate([z, (target - z) / unit], -1))
+
     def step(self, level: int, z: jax.Array, a: jax.Array, noise=None) -> jax.Array:
         return self.predictors[level](z, a, noise)
 
