@@ -52,6 +52,9 @@ def main(argv=None):
     p.add_argument("--stack-seed", type=int, default=None,
                    help="train one stack with this seed and evaluate every --seeds on it "
                         "(default: each evaluation seed trains its own stack)")
+    p.add_argument("--episode-offset", type=int, default=0,
+                   help="draw seed S's episodes with key S + this: episodes never looked at "
+                        "while tuning (the stacks stay those of --seeds)")
     p.add_argument("--cache", default="out/cache")
     p.add_argument("--out", default=None)
     p.add_argument("--no-latency", action="store_true",
@@ -69,11 +72,13 @@ def main(argv=None):
             st, ds, where = pipeline.get_stack(task, args.cache, seed=sseed, show=False)
             train_s = time.perf_counter() - t0
             res, raw = compare.compare(task, compare.build_agents(task, names, st, ds),
-                                       seed, args.episodes, progress=False,
+                                       seed + args.episode_offset, args.episodes,
+                                       progress=False,
                                        latency=not args.no_latency)
             paired(res, raw)
             res["train_s"] = train_s
             res["stack_seed"] = sseed
+            res["episode_seed"] = seed + args.episode_offset
             res["stack"] = str(where)
             per_seed.append(res)
             print(f"{tname} seed {seed} (stack {train_s:.0f}s)")
@@ -90,6 +95,7 @@ def main(argv=None):
         # Written after every task, so a run cut short keeps what it finished.
         out = write("hierarchy", {"episodes": args.episodes, "seeds": args.seeds,
                                   "stack_seed": args.stack_seed,
+                                  "episode_offset": args.episode_offset,
                                   "stack_config": {t: tasks.load(t).spec.stack
                                                    for t in results},
                                   "results": results}, args.out)

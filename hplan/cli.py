@@ -264,7 +264,7 @@ def _bench(args) -> int:
         st, ds, cache = pipeline.get_stack(task, args.cache, _stack_config(task, args),
                                            devices=getattr(args, "devices", None))
     print(f"[bench] world-model stack: {cache}")
-    pols = compare.build_agents(task, names, st, ds)
+    pols = compare.build_agents(task, names, st, ds, getattr(args, "policy", None))
     results, raw = compare.compare(task, pols, args.seed, args.episodes,
                                    devices=getattr(args, "devices", None),
                                    latency=not getattr(args, "no_latency", False))
@@ -280,6 +280,36 @@ def _bench(args) -> int:
         print(f"wrote {args.json}")
     if args.plot:
         print(f"wrote {render.plot_episodes(task, results, raw, st, args.plot)}")
+    return 0
+
+
+def _distill(args) -> int:
+    from hplan import agents as A
+    from hplan import tasks
+    from hplan.core import ConfigError
+    from hplan.train import distill, pipeline
+
+    task = tasks.load(args.task)
+    agent = A.load_agent(args.agent)  # a bad name fails here, before any compute
+    try:
+        cfg = distill.DistillConfig(rounds=args.rounds, episodes=args.episodes,
+                                    steps=args.steps, seed=args.seed)
+    except ConfigError as e:
+        raise ValueError(f"{e.what}. Fix: {e.fix}") from None
+    if args.stack:
+        from hplan import data
+
+        st = pipeline.load_stack(args.stack, task)
+        ds = data.load(args.data or Path(args.stack) / "data", task)
+    else:
+        st, ds, where = pipeline.get_stack(task, args.cache, _stack_config(task, args),
+                                           seed=args.stack_seed)
+        print(f"[distill] world-model stack: {where}")
+    meta = distill.distill(task, agent, A.Context(task, st, ds), args.out, cfg)
+    for r in meta["rounds_done"]:
+        print(f"[distill] round {r['round']}: {r['data']} labelled steps, acting success "
+              f"{r['acting_success']:.2f}; student alone {r['student_success']:.2f}")
+    print(f"wrote {args.out}/policy.json; use it with `hplan bench ... --policy {args.out}`")
     return 0
 
 
@@ -407,8 +437,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "episode_s and compile_s print n/a")
     s.add_argument("--devices", type=int, default=None,
                    help="shard the episodes over this many devices (default 1)")
+    s.add_argument("--policy", default=None,
+                   help="a distilled System 1 policy dir (`hplan distill`), for the "
+                        "system1 agents")
     _add_stack_flags(s)
     s.set_defaults(fn=_bench)
+
+    s = sub.add_parser("distill", help="distil the planner into a System 1 policy (DAgger)")
+    s.add_argument("--task", required=True)
+    s.add_argument("--agent", required=True, help="the teacher: an agent name or .toml")
+    s.add_argument("--out", required=True, help="policy dir; re-running resumes it")
+    s.add_argument("--rounds", type=int, default=3, help="DAgger rounds after round 0")
+    s.add_argument("--episodes", type=int, default=32, help="episodes per round")
+    s.add_argument("--steps", type=int, default=2000, help="regression updates per round")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--cache", default="out/cache", help="where trained stacks are kept")
+    s.add_argument("--stack-seed", type=int, default=None,
+                   help="the stack's training seed (default: the task's)")
+    s.add_argument("--stack", default=None, help="a run dir from `hplan train`")
+    s.add_argument("--data", default=None, help="its dataset (default: STACK/data)")
+    _add_stack_flags(s)
+    s.set_defaults(fn=_distill)
 
     s = sub.add_parser("demo", help="the main job on the default task")
     s.add_argument("--task", default="two-rooms")

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import SMALL
 
 from hplan import agents as A
 from hplan import data, tasks
@@ -19,27 +20,10 @@ from hplan.eval.runner import make_evaluate
 from hplan.train import pipeline
 from hplan.wm.config import stack_config
 
-# A constant rate: 600 updates decayed to 0.05x left the path critic nearly flat here.
-SMALL = {"wm": {"latent_dim": 8, "hidden": 64, "strides": [1, 4]},
-         "train": {"steps": 600, "batch": 128, "rollout": [4, 2], "chunk": 200,
-                   "lr_final": 1.0},
-         "critic": {"steps": 1000, "batch": 256, "chunk": 500, "nodes": 1024}}
 EPISODES = 24
 LOW = MPCConfig(horizon=8, iters=6, restarts=4, running=0.1, terminal=0.0, critic="path")
 GRAPH = graph_level.Config(bank=512, edges="critic", reach=5.0, commit=0.5, patience=8)
 HIER = A.AgentConfig(name="hier", actuator=LOW, levels=(LevelSpec("graph", GRAPH),))
-
-
-def _rooms_data(task):
-    return data.collect(task, jax.random.key(0), episodes=512, steps=32)
-
-
-@pytest.fixture(scope="module")
-def rooms():
-    task = tasks.load("two-rooms")
-    ds = _rooms_data(task)
-    st = pipeline.train_stack(task, ds, None, stack_config(SMALL), show=False)
-    return task, st, ds, A.Context(task, st, ds)
 
 
 def _bfs(task, a, b):

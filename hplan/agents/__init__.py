@@ -27,18 +27,38 @@ def encoder(stack):
     return encode
 
 
-def build(cfg: AgentConfig, ctx: Context) -> Policy:
-    """The policy an agent definition describes, built from `ctx`."""
+def build(cfg: AgentConfig, ctx: Context, actuator: Actuator | None = None) -> Policy:
+    """The policy an agent definition describes, built from `ctx` (`actuator`: one to use
+    instead of the file's, under the same levels)."""
     if cfg.actuator_kind == "true-dynamics":
         from hplan.agents.true_dynamics import true_mpc
 
         return true_mpc(ctx.task, cfg.actuator)
+    if actuator is None:
+        actuator = make_actuator(cfg, ctx)
     levels = []
     for spec in cfg.levels:
         level = level_module(spec.kind).make(spec.config, ctx)
         levels.append(hold(level, spec.every) if spec.every > 1 else level)
-    return chain(levels, mpc(ctx, cfg.actuator), encoder(ctx.stack), predictor(ctx),
-                 cfg.surprise, ctx.scale)
+    return chain(levels, actuator, encoder(ctx.stack), predictor(ctx), cfg.surprise,
+                 ctx.scale)
+
+
+def make_actuator(cfg: AgentConfig, ctx: Context) -> Actuator:
+    """Level 0 of an agent file: learned-model MPC, or a distilled System 1 policy
+    (`ctx.policy`: its directory) acting alone or warm-starting MPC."""
+    if cfg.actuator_kind == "mpc":
+        return mpc(ctx, cfg.actuator)
+    from hplan.agents import system1 as S1
+
+    if ctx.policy is None:
+        raise ValueError(f"agent {cfg.name!r} acts with a distilled System 1 policy and "
+                         "none was given. Fix: run `hplan distill --task T --agent A --out "
+                         "DIR`, then pass --policy DIR")
+    student = S1.load_student(ctx.policy, ctx.task, ctx.stack)
+    if cfg.actuator_kind == "system1":
+        return S1.system1(ctx, student)
+    return S1.system1_mpc(ctx, cfg.actuator, student)
 
 
 def predictor(ctx):

@@ -153,7 +153,7 @@ def mpc(ctx, cfg: MPCConfig, planner: P.Planner | None = None) -> Actuator:
             a = jnp.where(near, filt(final(z, subgoal)), a)
         return P.shift(plan), a, {
             "cost": info["cost"], "n_evals": n, "n_model": n * cfg.horizon,
-            "n_critic": n * cfg.critic_calls}
+            "n_critic": n * cfg.critic_calls, "plan": filt(plan)}
 
     return Actuator(init, act)
 

@@ -13,7 +13,8 @@
     reach = 2.0
 
 No `[[levels]]`: flat MPC. `[actuator] kind = "true-dynamics"`: MPC through the env's
-own step (the oracle baseline). A new kind of level is one file,
+own step (the oracle baseline); `"system1"` / `"system1+mpc"`: a distilled policy acts,
+alone or as the planner's warm start (`hplan.agents.system1`). A new kind of level is one file,
 `hplan/agents/<kind>_level.py`, with a `Config` dataclass and `make(cfg, ctx) -> Level`.
 `load_agent("hier-2")` reads `agents/hier-2.toml`; a path to any `.toml` works too. Every
 mistake raises `ValueError("FILE:LINE:COL: what. Fix: how")` before any compute.
@@ -34,7 +35,7 @@ from hplan.core import ConfigError
 
 AGENTS_DIR = Path(os.environ.get("HPLAN_AGENTS_DIR",
                                  Path(__file__).resolve().parents[2] / "agents"))
-ACTUATORS = ("mpc", "true-dynamics")
+ACTUATORS = ("mpc", "true-dynamics", "system1", "system1+mpc")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -169,6 +169,7 @@ class Context:
     stack: object
     data: object | None = None
     scale: float | None = None
+    policy: str | None = None  # a distilled System 1 policy's directory (hplan distill)
     _graphs: dict = dataclasses.field(default_factory=dict)
     _links: dict = dataclasses.field(default_factory=dict)
     _pinned: np.ndarray | None = None

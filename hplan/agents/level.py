@@ -87,7 +87,8 @@ def hold(level: Level, every: int) -> Level:
 class Actuator(NamedTuple):
     """The level-0 controller: `init(key) -> state`,
     `act(state, key, z, subgoal) -> (state, action, info)` (`cost`, `n_evals`, `n_model`,
-    `n_critic`)."""
+    `n_critic`, `plan`: the actions it planned from here; an optional `record` is passed
+    on to the chain's per-step info, e.g. for distillation)."""
 
     init: Callable[[jax.Array], Any]
     act: Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[Any, jax.Array, dict]]
@@ -155,6 +156,8 @@ def chain(levels: Sequence[Level], actuator: Actuator,
                 "n_model": a_info["n_model"] + n_model + (predict is not None),
                 "n_critic": a_info["n_critic"] + n_critic, "cut": cut,
                 "pred_error": sur.error, "surprise": spike & (predict is not None)}
+        if "record" in a_info:
+            info["record"] = a_info["record"]
         return ChainState(tuple(new_levels), act_state, key, sur), action, info
 
     return Policy(init=init, step=step)

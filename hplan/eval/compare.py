@@ -154,12 +154,13 @@ def compare(task, agents: Mapping[str, Policy], seed: int, episodes: int,
             "episode_records": {n: raw[n]["records"] for n in raw}}, raw
 
 
-def build_agents(task, names: list[str], stack, data) -> dict[str, Policy]:
+def build_agents(task, names: list[str], stack, data, policy: str | None = None
+                 ) -> dict[str, Policy]:
     """name -> policy for shipped agent names (or .toml paths); agents that name the same
-    bank share it and its graph."""
+    bank share it and its graph. `policy`: a distilled System 1 policy's directory."""
     from hplan import agents as A
 
-    ctx = A.Context(task, stack, data)
+    ctx = A.Context(task, stack, data, policy=policy)
     out = {}
     for name in names:
         out[name] = A.make(name, task, stack, data, ctx=ctx)[0]
