@@ -98,7 +98,7 @@ def load_student(out: str | Path, task, stack) -> Student:
     check_match(meta, task, stack, out)
     student = new_student(PolicyShape(**meta["shape"]), meta["scale"])
     graph, params = nnx.split(student)
-    params = distill.restore_params(out, graph, params)
+    params = distill.restore_params(out, params)
     return nnx.merge(graph, params)
 
 

@@ -23,7 +23,10 @@ import numpy as np
 import optax
 from flax import nnx
 
+from hplan import agents as A
 from hplan.agents import system1 as S1
+from hplan.agents.actuator import action_filter
+from hplan.agents.level import Actuator
 from hplan.core import ConfigError
 from hplan.eval.runner import make_evaluate
 from hplan.train import loop
@@ -57,7 +60,6 @@ class DistillConfig:
 
 def recording(actuator):
     """The actuator, with (latent, subgoal, its plan) put in `info["record"]`."""
-    from hplan.agents.level import Actuator
 
     def act(state, key, z, subgoal):
         state, action, info = actuator.act(state, key, z, subgoal)
@@ -71,11 +73,9 @@ def run_round(task, agent_cfg, ctx, student: S1.Student | None, key, episodes: i
               chunk: int) -> tuple[dict, dict]:
     """(data, summary) of one round: the teacher acts (student None) or the student acts
     and the teacher labels. Steps after an episode reached its goal are left out."""
-    from hplan import agents as A
-
     teacher = A.mpc(ctx, agent_cfg.actuator)
     if student is not None:
-        teacher = S1.student_acts(teacher, student, A.actuator.action_filter(task.env))
+        teacher = S1.student_acts(teacher, student, action_filter(task.env))
     policy = A.build(agent_cfg, ctx, actuator=recording(teacher))
     out = jax.jit(make_evaluate(task, policy))(jax.random.split(key, episodes))
     rec = S1.as_numpy(out["info"]["record"])
@@ -88,9 +88,7 @@ def run_round(task, agent_cfg, ctx, student: S1.Student | None, key, episodes: i
 
 
 def evaluate_student(task, agent_cfg, ctx, student, key, episodes: int) -> dict:
-    """Success and SPL-free summary of the student acting alone under the same levels."""
-    from hplan import agents as A
-
+    """Success and mean steps of the student acting alone under the same levels."""
     policy = A.build(agent_cfg, ctx, actuator=S1.system1(ctx, student))
     out = jax.jit(make_evaluate(task, policy))(jax.random.split(key, episodes))
     ok = np.asarray(out["success"])
@@ -135,7 +133,7 @@ def train_round(graph, params, data: dict, cfg: DistillConfig, ckpt: Path | None
     return state["params"], hist
 
 
-def restore_params(out: Path, graph, params):
+def restore_params(out: Path, params):
     """The last finished round's parameters in `out`."""
     meta = S1.read_meta(out)
     if not meta.get("rounds_done"):
@@ -144,14 +142,7 @@ def restore_params(out: Path, graph, params):
     last = len(meta["rounds_done"]) - 1
     cfg = DistillConfig(**meta["config"])
     template = _state(params, cfg)
-    import orbax.checkpoint as ocp
-
-    ckpt = (Path(out) / f"round{last}" / "ckpt").resolve()
-    mgr = ocp.CheckpointManager(ckpt)
-    try:
-        return loop.restore(mgr, template, ckpt)[0]["params"]
-    finally:
-        mgr.close()
+    return loop.restore_latest(Path(out) / f"round{last}" / "ckpt", template)["params"]
 
 
 def _save_npz(path: Path, data: dict) -> None:

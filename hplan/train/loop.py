@@ -31,6 +31,17 @@ def restore(mgr: ocp.CheckpointManager, state, ckpt_dir: Path):
             f"{ckpt_dir} aside to start fresh, or pass a different --out") from None
 
 
+def restore_latest(ckpt_dir: Path, state):
+    """The latest checkpoint in `ckpt_dir`, shaped like `state`."""
+    mgr = ocp.CheckpointManager(Path(ckpt_dir).resolve())
+    if mgr.latest_step() is None:
+        raise ValueError(f"{ckpt_dir}: no checkpoint. Fix: finish training first")
+    try:
+        return restore(mgr, state, ckpt_dir)[0]
+    finally:
+        mgr.close()
+
+
 def run(state, chunk_fn: Callable, total_steps: int, chunk: int, ckpt_dir: Path | None,
         desc: str, log_path: Path | None = None, save_every: int = 1,
         show: bool = True) -> tuple[object, list[dict]]:

@@ -15,7 +15,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
 from hplan import data as data_lib
 from hplan.train import loop
@@ -156,11 +155,11 @@ def load_stack(out: str | Path, task) -> Stack:
     wm, tc, cc = cfg.wm, cfg.train, cfg.critic
     graph, _, state = jepa.init_state(
         jepa.build_model(_obs_shape(task), task.env.action_size, wm), tc)
-    state = _restore(out / "wm", state)
+    state = loop.restore_latest(out / "wm", state)
     critics = []
     for level in range(wm.levels):
         cgraph, _, cstate = critic_lib.init_state(wm, cc, tc.seed)
-        critics.append(_restore(out / f"critic{level}", cstate)["params"])
+        critics.append(loop.restore_latest(out / f"critic{level}", cstate)["params"])
     mpath = out / "metrics.json"
     metrics = json.loads(mpath.read_text()) if mpath.is_file() else {}
     probe = metrics.get("probe")
@@ -172,16 +171,6 @@ def load_stack(out: str | Path, task) -> Stack:
 def _obs_shape(task) -> tuple[int, ...]:
     size = task.env.observation_size
     return tuple(size) if isinstance(size, tuple) else (int(size),)
-
-
-def _restore(ckpt: Path, state):
-    mgr = ocp.CheckpointManager(ckpt.resolve())
-    if mgr.latest_step() is None:
-        raise ValueError(f"{ckpt}: no checkpoint. Fix: finish training first")
-    try:
-        return loop.restore(mgr, state, ckpt)[0]
-    finally:
-        mgr.close()
 
 
 def cache_dir(task, cache: str | Path, cfg: StackConfig) -> Path:
