@@ -20,7 +20,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from hplan.agents.actuator import MPCConfig, action_filter, latent_cost, make_planner
@@ -160,7 +159,3 @@ def student_acts(teacher: Actuator, student: Student, filt) -> Actuator:
         return state, filt(nnx.merge(graph, params)(z, subgoal)[0]), info
 
     return Actuator(teacher.init, act)
-
-
-def as_numpy(tree):
-    return jax.tree.map(np.asarray, tree)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,7 +79,7 @@ def run_round(task, agent_cfg, ctx, student: S1.Student | None, key, episodes: i
         teacher = S1.student_acts(teacher, student, action_filter(task.env))
     policy = A.build(agent_cfg, ctx, actuator=recording(teacher))
     out = jax.jit(make_evaluate(task, policy))(jax.random.split(key, episodes))
-    rec = S1.as_numpy(out["info"]["record"])
+    rec = jax.tree.map(np.asarray, out["info"]["record"])
     t = np.arange(rec["z"].shape[1])
     end = np.where(np.asarray(out["success"]), np.asarray(out["steps_to_goal"]), t.size)
     keep = t[None] < end[:, None]
@@ -110,6 +111,9 @@ def train_round(graph, params, data: dict, cfg: DistillConfig, ckpt: Path | None
     """`cfg.steps` regression updates from `params` on `data`; resumable from `ckpt`."""
     z, sub, label = (jnp.asarray(data[k], jnp.float32) for k in ("z", "subgoal", "label"))
     n = z.shape[0]
+    chex.assert_rank([z, sub, label], [2, 2, 3])
+    chex.assert_equal_shape([z, sub])
+    chex.assert_equal_shape_prefix([z, label], 1)
     opt = _optimizer(cfg)
 
     def loss_fn(p, idx):
