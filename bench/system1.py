@@ -1,7 +1,7 @@
 """System 1 vs the planner it was distilled from, on the same episodes.
 
 For each task and stack seed: distil the teacher (`--teacher`, default hier-2) with DAgger
-(`hplan.train.distill`, cached in `--policies`), then run the teacher, `system1` (the
+(`hplan.distill`, cached in `--policies`), then run the teacher, `system1` (the
 policy acts alone under the teacher's levels) and `system1-mpc` (its chunk warm-starts a
 smaller planner) on `--episodes` fresh episodes. Reports success, SPL, planning ms per
 step (single-episode latency, median of 3) and model evaluations per step, their ratios
@@ -24,9 +24,9 @@ if __package__ in (None, ""):
 
 from bench.common import table, write
 from hplan import agents as A
-from hplan import tasks
+from hplan import distill, tasks
 from hplan.eval import compare
-from hplan.train import distill, pipeline
+from hplan.train import pipeline
 
 
 def main(argv=None) -> dict:

@@ -285,9 +285,9 @@ def _bench(args) -> int:
 
 def _distill(args) -> int:
     from hplan import agents as A
-    from hplan import tasks
+    from hplan import distill, tasks
     from hplan.core import ConfigError
-    from hplan.train import distill, pipeline
+    from hplan.train import pipeline
 
     task = tasks.load(args.task)
     agent = A.load_agent(args.agent)  # a bad name fails here, before any compute

@@ -258,6 +258,26 @@ def test_path_critic_is_counted_per_rollout_step_and_prefers_arriving_early(room
     assert float(path(z0, zg, early)) < float(path(z0, zg, late)) - 0.3
 
 
+def test_reverse_cost_keeps_the_agent_from_turning_back(rooms):
+    """`reverse`: with the last action to the right (+col) and the subgoal two cells to the
+    left, plain MPC heads left; a large reversal cost makes it stop or turn, not reverse."""
+    from hplan.agents.actuator import MPCState
+    from hplan.core import ConfigError
+
+    with pytest.raises(ConfigError, match="reverse"):
+        MPCConfig(reverse=-1.0)
+    task, st, _, ctx = rooms
+    model = st.model()
+    obs = task.env.unwrapped.observe
+    z, zg = model.encode(obs(jnp.array([4.5, 3.5]))), model.encode(obs(jnp.array([4.5, 1.5])))
+    cols = {}
+    for w in (0.0, 20.0):
+        act = A.mpc(ctx, dataclasses.replace(LOW, reverse=w)).act
+        state = MPCState(jnp.zeros((LOW.horizon, 2)), jnp.array([0.0, 1.0]))
+        cols[w] = float(jax.jit(act)(state, jax.random.key(0), z, zg)[1][1])
+    assert cols[0.0] < -0.5 and cols[20.0] > -0.1, cols
+
+
 def test_graph_hysteresis_keeps_a_reachable_previous_subgoal(rooms):
     task, st, _, ctx = rooms
     g = ctx.graph(GRAPH.bank, GRAPH.edges)

@@ -15,6 +15,7 @@ ALLOWED = {
     "planning": {"planning"},
     "wm": {"wm"},
     "train": {"train", "data", "wm", "render"},
+    "distill.py": {"agents", "eval", "train", "wm", "planning"},  # runs agents: last
     "agents": {"agents", "envs", "planning", "wm"},
     "eval": {"eval", "planning", "agents"},
 }

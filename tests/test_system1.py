@@ -11,10 +11,10 @@ import pytest
 from flax import nnx
 
 from hplan import agents as A
+from hplan import distill as D
 from hplan.agents import system1 as S1
 from hplan.agents.actuator import MPCConfig
 from hplan.eval.runner import make_evaluate
-from hplan.train import distill as D
 
 FAST = D.DistillConfig(rounds=1, episodes=4, eval_episodes=4, steps=100, batch=64,
                        chunk_updates=50, hidden=64)

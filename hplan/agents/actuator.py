@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +56,9 @@ class MPCConfig:
     # so the agent lands on a near subgoal instead of dithering round it. 0: off. Needs a
     # stack trained with `inverse_weight > 0`.
     inverse_within: float = 0.0
+    # Cost on reversing the action just executed: reverse * max(0, -<a_0, a_prev>) / |A|.
+    # Damps back-and-forth round a subgoal; turns of up to 90 degrees are free. 0: off.
+    reverse: float = 0.0
 
     def __post_init__(self):
         if self.planner not in PLANNERS:
@@ -65,6 +69,8 @@ class MPCConfig:
             v = getattr(self, key)
             if not (isinstance(v, int) and v >= (0 if key == "sample_iters" else 1)):
                 raise ConfigError(key, f"{key}={v!r}", "use a positive integer")
+        if not self.reverse >= 0:
+            raise ConfigError("reverse", f"reverse={self.reverse!r}", "use a weight >= 0")
         if not self.inverse_within >= 0:
             raise ConfigError("inverse_within", f"inverse_within={self.inverse_within!r}",
                               "use a distance in base steps >= 0 (0: off)")
@@ -131,6 +137,11 @@ def latent_cost(ctx, cfg: MPCConfig) -> Callable[[jax.Array, jax.Array, jax.Arra
     return cost
 
 
+class MPCState(NamedTuple):
+    plan: jax.Array  # [H, A] the warm start: last step's plan, shifted
+    prev: jax.Array  # [A] the action executed last
+
+
 def mpc(ctx, cfg: MPCConfig, planner: P.Planner | None = None) -> Actuator:
     """Level-0 MPC over the learned model: plan every step from the current latent,
     execute the first action, warm-start the next step with the shifted plan."""
@@ -142,16 +153,24 @@ def mpc(ctx, cfg: MPCConfig, planner: P.Planner | None = None) -> Actuator:
 
     def init(key):
         del key
-        return jnp.zeros((cfg.horizon, size), jnp.float32)
+        return MPCState(jnp.zeros((cfg.horizon, size), jnp.float32),
+                        jnp.zeros((size,), jnp.float32))
 
-    def act(plan, key, z, subgoal):
-        plan, info = P.solve(planner, lambda a: cost(z, subgoal, a), plan, key, cfg.iters)
+    def total(z, subgoal, prev):
+        if cfg.reverse == 0:
+            return lambda a: cost(z, subgoal, a)
+        return lambda a: cost(z, subgoal, a) + cfg.reverse * jax.nn.relu(
+            -jnp.dot(filt(a[0]), prev)) / size
+
+    def act(state, key, z, subgoal):
+        plan, info = P.solve(planner, total(z, subgoal, state.prev), state.plan, key,
+                             cfg.iters)
         n = info["n_evals"]
         a = filt(plan[0])
         if final is not None:
             near = costs.safe_norm(subgoal - z) / ctx.scale <= cfg.inverse_within
             a = jnp.where(near, filt(final(z, subgoal)), a)
-        return P.shift(plan), a, {
+        return MPCState(P.shift(plan), a), a, {
             "cost": info["cost"], "n_evals": n, "n_model": n * cfg.horizon,
             "n_critic": n * cfg.critic_calls, "plan": filt(plan)}
 

@@ -1,7 +1,7 @@
 """System 1: a goal-conditioned policy distilled from the level-0 planner's decisions.
 
 `pi(z, subgoal) -> action chunk [C, A]`: an MLP on the latent and the subgoal's offset
-from it (in base steps), trained by `hplan.train.distill` to regress the planner's
+from it (in base steps), trained by `hplan.distill` to regress the planner's
 plans. Two actuators use it, below any levels:
 
 - `system1`: the policy acts; no planning (one forward pass per step);
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import orbax.checkpoint as ocp
 from flax import nnx
 
 from hplan.agents.actuator import MPCConfig, action_filter, latent_cost, make_planner
@@ -88,16 +89,25 @@ def check_match(meta: dict, task, stack, where) -> None:
                 "distilled for it")
 
 
-def load_student(out: str | Path, task, stack) -> Student:
-    """The student saved in `out` (`hplan.train.distill`), checked against task and stack."""
-    from hplan.train import distill
+def save_params(out: Path, params) -> None:
+    """The student's parameters as `out/params` (orbax: written aside, then renamed)."""
+    ckpt = ocp.StandardCheckpointer()
+    ckpt.save((Path(out) / "params").resolve(), params, force=True)
+    ckpt.wait_until_finished()
 
+
+def load_student(out: str | Path, task, stack) -> Student:
+    """The student saved in `out` (`hplan.distill`), checked against task and stack."""
     out = Path(out)
     meta = read_meta(out)
     check_match(meta, task, stack, out)
+    if not (out / "params").is_dir():
+        raise ValueError(f"{out}: no finished distillation round. Fix: finish `hplan "
+                         "distill` (re-running it resumes)")
     student = new_student(PolicyShape(**meta["shape"]), meta["scale"])
     graph, params = nnx.split(student)
-    params = distill.restore_params(out, params)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, params)
+    params = ocp.StandardCheckpointer().restore((out / "params").resolve(), abstract)
     return nnx.merge(graph, params)
 
 

@@ -7,9 +7,10 @@ aggregates (DAgger), so the student learns to recover from its own mistakes. Aft
 round the student is trained by regression on the plans' first `chunk` actions and
 evaluated alone (`system1`) on one fixed set of episodes, the same every round.
 
-OUT holds `policy.json` (shape, task, stack, per-round results) and per round
-`roundK/data.npz` and orbax checkpoints (`roundK/ckpt`); every file is written atomically,
-so a killed run resumes where it stopped.
+OUT holds `policy.json` (shape, task, stack, per-round results), `params/` (the last
+finished round's student, what agents load) and per round `roundK/data.npz` and orbax
+checkpoints (`roundK/ckpt`); every file is written atomically, so a killed run resumes
+where it stopped. It comes after evaluation in the data flow: it runs agents.
 """
 
 from __future__ import annotations
@@ -137,18 +138,6 @@ def train_round(graph, params, data: dict, cfg: DistillConfig, ckpt: Path | None
     return state["params"], hist
 
 
-def restore_params(out: Path, params):
-    """The last finished round's parameters in `out`."""
-    meta = S1.read_meta(out)
-    if not meta.get("rounds_done"):
-        raise ValueError(f"{out}: no finished distillation round. Fix: finish `hplan "
-                         "distill` (re-running it resumes)")
-    last = len(meta["rounds_done"]) - 1
-    cfg = DistillConfig(**meta["config"])
-    template = _state(params, cfg)
-    return loop.restore_latest(Path(out) / f"round{last}" / "ckpt", template)["params"]
-
-
 def _save_npz(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **data)
@@ -201,6 +190,7 @@ def distill(task, agent_cfg, ctx, out: str | Path, cfg: DistillConfig = DistillC
                 for key in ("z", "subgoal", "label")}
         params, hist = train_round(graph, params, data, cfg, rdir / "ckpt",
                                    f"distill round {k}", show)
+        S1.save_params(out, params)  # the policy agents load: the last finished round's
         if k < len(meta["rounds_done"]):
             continue
         ev = evaluate_student(task, agent_cfg, ctx, nnx.merge(graph, params), eval_key,
