@@ -234,11 +234,24 @@ def layout_task(path: str, start=None, goal=None, min_distance: int | None = Non
     return tasks.build(spec, source=str(path))
 
 
+def _stack(task, args, **get):
+    """(stack, data, directory): the run `hplan train` wrote (`--stack`, `--data`), or the
+    cached stack for the task's configuration in `--cache` (trained if missing)."""
+    from hplan.train import pipeline
+
+    if getattr(args, "stack", None):
+        from hplan import data
+
+        where = Path(args.stack)
+        return (pipeline.load_stack(where, task),
+                data.load(args.data or where / "data", task), where)
+    return pipeline.get_stack(task, args.cache, _stack_config(task, args), **get)
+
+
 def _bench(args) -> int:
     from hplan import agents as agent_defs
     from hplan import render, tasks
     from hplan.eval import compare
-    from hplan.train import pipeline
 
     if bool(args.task) == bool(args.layout):
         raise ValueError("give exactly one of --task NAME or --layout FILE")
@@ -255,14 +268,7 @@ def _bench(args) -> int:
         raise ValueError(f"unknown agent(s) {', '.join(unknown)}. Known: {', '.join(known)}")
     print(f"[bench] task {task.name} (env {task.spec.env}), agents {', '.join(names)}, "
           f"{args.episodes} episodes, seed {args.seed}")
-    if getattr(args, "stack", None):  # a run `hplan train` wrote
-        from hplan import data
-
-        st, cache = pipeline.load_stack(args.stack, task), Path(args.stack)
-        ds = data.load(args.data or cache / "data", task)
-    else:
-        st, ds, cache = pipeline.get_stack(task, args.cache, _stack_config(task, args),
-                                           devices=getattr(args, "devices", None))
+    st, ds, cache = _stack(task, args, devices=getattr(args, "devices", None))
     print(f"[bench] world-model stack: {cache}")
     pols = compare.build_agents(task, names, st, ds, getattr(args, "policy", None))
     results, raw = compare.compare(task, pols, args.seed, args.episodes,
@@ -287,7 +293,6 @@ def _distill(args) -> int:
     from hplan import agents as A
     from hplan import distill, tasks
     from hplan.core import ConfigError
-    from hplan.train import pipeline
 
     task = tasks.load(args.task)
     agent = A.load_agent(args.agent)  # a bad name fails here, before any compute
@@ -296,15 +301,8 @@ def _distill(args) -> int:
                                     steps=args.steps, seed=args.seed)
     except ConfigError as e:
         raise ValueError(f"{e.what}. Fix: {e.fix}") from None
-    if args.stack:
-        from hplan import data
-
-        st = pipeline.load_stack(args.stack, task)
-        ds = data.load(args.data or Path(args.stack) / "data", task)
-    else:
-        st, ds, where = pipeline.get_stack(task, args.cache, _stack_config(task, args),
-                                           seed=args.stack_seed)
-        print(f"[distill] world-model stack: {where}")
+    st, ds, where = _stack(task, args, seed=args.stack_seed)
+    print(f"[distill] world-model stack: {where}")
     meta = distill.distill(task, agent, A.Context(task, st, ds), args.out, cfg)
     for r in meta["rounds_done"]:
         print(f"[distill] round {r['round']}: {r['data']} labelled steps, acting success "

@@ -30,7 +30,7 @@ from hplan.agents import system1 as S1
 from hplan.agents.actuator import action_filter
 from hplan.agents.level import Actuator
 from hplan.core import ConfigError
-from hplan.eval.runner import make_evaluate
+from hplan.eval.runner import evaluate
 from hplan.train import loop
 
 
@@ -78,8 +78,7 @@ def run_round(task, agent_cfg, ctx, student: S1.Student | None, key, episodes: i
     teacher = A.mpc(ctx, agent_cfg.actuator)
     if student is not None:
         teacher = S1.student_acts(teacher, student, action_filter(task.env))
-    policy = A.build(agent_cfg, ctx, actuator=recording(teacher))
-    out = jax.jit(make_evaluate(task, policy))(jax.random.split(key, episodes))
+    out = evaluate(task, A.build(agent_cfg, ctx, actuator=recording(teacher)), key, episodes)
     rec = jax.tree.map(np.asarray, out["info"]["record"])
     t = np.arange(rec["z"].shape[1])
     end = np.where(np.asarray(out["success"]), np.asarray(out["steps_to_goal"]), t.size)
@@ -91,8 +90,8 @@ def run_round(task, agent_cfg, ctx, student: S1.Student | None, key, episodes: i
 
 def evaluate_student(task, agent_cfg, ctx, student, key, episodes: int) -> dict:
     """Success and mean steps of the student acting alone under the same levels."""
-    policy = A.build(agent_cfg, ctx, actuator=S1.system1(ctx, student))
-    out = jax.jit(make_evaluate(task, policy))(jax.random.split(key, episodes))
+    out = evaluate(task, A.build(agent_cfg, ctx, actuator=S1.system1(ctx, student)), key,
+                   episodes)
     ok = np.asarray(out["success"])
     steps = np.asarray(out["steps_to_goal"])
     return {"success": float(ok.mean()),

@@ -75,13 +75,16 @@ def test_distill_resumes_after_a_kill_and_its_policy_acts(rooms, tmp_path, monke
     with pytest.raises(ValueError, match="Nothing was deleted"):
         D.distill(task, FLAT, ctx, out, dataclasses.replace(FAST, steps=150), show=False)
 
-    # The policy acts as a level-0 actuator: bounded actions, no planner evaluations.
-    s1 = dataclasses.replace(FLAT, actuator_kind="system1")
-    policy = A.build(s1, A.Context(task, st, ctx.data, policy=str(out)))
-    res = jax.jit(make_evaluate(task, policy))(jax.random.split(jax.random.key(7), 4))
-    acts = np.asarray(res["actions"])
-    assert np.all(np.abs(acts) <= 1 + 1e-6)
-    assert int(np.asarray(res["info"]["n_evals"]).max()) == 0
+    # The policy acts as a level-0 actuator: bounded actions, no planner evaluations; as
+    # MPC's warm start, the planner spends what its (smaller) config says.
+    with_policy = A.Context(task, st, ctx.data, policy=str(out))
+    small = dataclasses.replace(FLAT.actuator, iters=2, restarts=1)
+    for kind, actuator, evals in (("system1", FLAT.actuator, 0), ("system1+mpc", small, 2)):
+        cfg = dataclasses.replace(FLAT, actuator_kind=kind, actuator=actuator)
+        res = jax.jit(make_evaluate(task, A.build(cfg, with_policy)))(
+            jax.random.split(jax.random.key(7), 4))
+        assert np.all(np.abs(np.asarray(res["actions"])) <= 1 + 1e-6), kind
+        assert int(np.asarray(res["info"]["n_evals"]).max()) == evals, kind
 
 
 def test_agents_and_policies_from_elsewhere_are_refused(rooms, tmp_path, capsys):

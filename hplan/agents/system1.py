@@ -23,9 +23,8 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from hplan.agents.actuator import MPCConfig, action_filter, latent_cost, make_planner
+from hplan.agents.actuator import MPCConfig, action_filter, mpc
 from hplan.agents.level import Actuator
-from hplan.planning import planners as P
 from hplan.wm.models import MLP
 
 
@@ -133,30 +132,21 @@ def system1(ctx, student: Student) -> Actuator:
 
 
 def system1_mpc(ctx, cfg: MPCConfig, student: Student) -> Actuator:
-    """The policy's chunk warm-starts level-0 MPC (cfg: usually fewer iters/restarts)."""
+    """Level-0 MPC (`actuator.mpc`, cfg: usually fewer iters/restarts) warm-started by the
+    policy's chunk instead of its own shifted plan."""
     if student.shape.chunk != cfg.horizon:
         raise ValueError(f"the policy's chunk is {student.shape.chunk} actions and the "
                          f"planner's horizon {cfg.horizon}. Fix: set horizon = "
-                         f"{student.shape.chunk} in [actuator], or distill with --chunk "
-                         f"{cfg.horizon}")
-    cost = latent_cost(ctx, cfg)
-    filt = action_filter(ctx.task.env)
-    planner = make_planner(cfg)
+                         f"{student.shape.chunk} in [actuator], or distill from a teacher "
+                         f"whose horizon is {cfg.horizon}")
+    inner = mpc(ctx, cfg)
     graph, params = nnx.split(student)
-
-    def init(key):
-        del key
-        return jnp.zeros(())
 
     def act(state, key, z, subgoal):
         warm = nnx.merge(graph, params)(z, subgoal)
-        plan, info = P.solve(planner, lambda a: cost(z, subgoal, a), warm, key, cfg.iters)
-        n = info["n_evals"]
-        return state, filt(plan[0]), {"cost": info["cost"], "n_evals": n,
-                                      "n_model": n * cfg.horizon,
-                                      "n_critic": n * cfg.critic_calls, "plan": filt(plan)}
+        return inner.act(state._replace(plan=warm), key, z, subgoal)
 
-    return Actuator(init, act)
+    return Actuator(inner.init, act)
 
 
 def student_acts(teacher: Actuator, student: Student, filt) -> Actuator:
