@@ -70,7 +70,8 @@ def test_exploration_sees_the_world_before_its_events():
 @pytest.mark.parametrize("text, match", [
     ("[surprise]\nthreshold = 0\n", "threshold=0.0.*positive"),
     ("[surprise]\nreact = 1\n", "react = 1 is not a bool"),
-    ("[surprise]\nspike = 1.0\n", "unknown key .spike.*decay, react, refractory, threshold"),
+    ("[surprise]\npersist = 0\n", "persist=0.*integer >= 1"),
+    ("[surprise]\nspike = 1.0\n", "unknown key .spike.*decay, persist, react, refractory, threshold"),
 ])
 def test_bad_surprise_settings_name_the_fix(text, match):
     with pytest.raises(ValueError, match=match):
@@ -98,3 +99,23 @@ def test_a_reaction_is_followed_by_a_refractory_period():
         s, now = surprise.react(cfg, s, jnp.bool_(spike))
         fired.append(bool(now))
     assert fired == [True, False, False, False, False, True]  # three quiet steps after one
+
+
+def _spikes(errors, persist):
+    """Spikes of a detector fed latents whose prediction misses by `errors` (base steps)."""
+    cfg = surprise.SurpriseConfig(threshold=0.5, persist=persist)
+    s, out = surprise.init(jnp.zeros(2)), []
+    for e in errors:
+        s, spike = surprise.observe(cfg, s, jnp.array([e, 0.0]), 1.0)
+        s = surprise.predicted(s, jnp.zeros(2))
+        out.append(bool(spike))
+    return out
+
+
+def test_persist_ignores_a_single_slip_and_fires_on_a_lasting_change():
+    slip = [0.0, 0.1, 0.1, 0.1, 0.1, 1.0, 0.1, 0.1, 0.1]  # one bad prediction
+    lasting = [0.0, 0.1, 0.1, 0.1, 0.1, 1.0, 1.0, 1.0, 1.0]  # pushing at a closed door
+    assert _spikes(slip, 1) == [False] * 5 + [True] + [False] * 3
+    assert not any(_spikes(slip, 2))
+    assert _spikes(lasting, 1) == [False] * 5 + [True] * 4
+    assert _spikes(lasting, 3) == [False] * 7 + [True] * 2  # two steps later

@@ -2,8 +2,11 @@
 
 Each step the agent compares the latent it observes with the one its level-0 model
 predicted from the last latent and action. A *spike* (the error more than `threshold`
-base steps above a running baseline of unsurprising errors) says the world differs from
-what the model expects (a door that closed, a wall that moved). With `react`, a
+base steps above a running baseline of unsurprising errors, `persist` steps in a row)
+says the world differs from what the model expects (a door that closed, a wall that
+moved). A change persists (the agent pushes at the closed door step after step) while a
+model's slips near walls come one at a time, so `persist = 2` or 3 drops most false
+alarms at the cost of as many steps of delay. With `react`, a
 surprised agent re-plans at every level at once: levels that have a `surprised` hook
 (the graph level cuts where the agent stands and one step ahead on its route, so the
 next subgoal takes another route; `hold` re-selects now) run it, and the actuator drops
@@ -32,6 +35,7 @@ class SurpriseConfig:
     # Steps after a reaction before the next: pushing at a door that closed spikes every
     # step, and a cut per step would soon overwrite the first (the one at the door).
     refractory: int = 16
+    persist: int = 1  # consecutive steps above the threshold that make a spike
 
     def __post_init__(self):
         if not self.threshold > 0:
@@ -43,6 +47,8 @@ class SurpriseConfig:
             v = getattr(self, key)
             if not (isinstance(v, int) and v >= 0):
                 raise ConfigError(key, f"{key}={v!r}", "use an integer >= 0")
+        if not (isinstance(self.persist, int) and self.persist >= 1):
+            raise ConfigError("persist", f"persist={self.persist!r}", "use an integer >= 1")
 
 
 class SurpriseState(NamedTuple):
@@ -51,11 +57,13 @@ class SurpriseState(NamedTuple):
     baseline: jax.Array  # running mean of unsurprising errors
     n: jax.Array  # steps observed
     quiet: jax.Array  # steps since the last reaction
+    over: jax.Array  # consecutive steps above the threshold
 
 
 def init(z: jax.Array) -> SurpriseState:
     return SurpriseState(z_pred=z, error=jnp.float32(0), baseline=jnp.float32(0),
-                         n=jnp.int32(0), quiet=jnp.int32(2**30))
+                         n=jnp.int32(0), quiet=jnp.int32(2**30),
+                         over=jnp.int32(0))
 
 
 def react(cfg: SurpriseConfig, s: SurpriseState, spike: jax.Array
@@ -71,10 +79,12 @@ def observe(cfg: SurpriseConfig, s: SurpriseState, z: jax.Array, scale: float
     err = jnp.sqrt(jnp.sum((z - s.z_pred) ** 2) + 1e-12) / scale
     first = s.n == 0  # nothing predicted yet
     err = jnp.where(first, 0.0, err)
-    spike = (s.n > cfg.warmup) & (err > s.baseline + cfg.threshold)
+    high = (s.n > cfg.warmup) & (err > s.baseline + cfg.threshold)
+    over = jnp.where(high, s.over + 1, 0)
+    spike = over >= cfg.persist
     mean = jnp.where(s.n <= 1, err, cfg.decay * s.baseline + (1 - cfg.decay) * err)
-    baseline = jnp.where(spike, s.baseline, mean)
-    return s._replace(error=err, baseline=baseline, n=s.n + 1), spike
+    baseline = jnp.where(high, s.baseline, mean)
+    return s._replace(error=err, baseline=baseline, n=s.n + 1, over=over), spike
 
 
 def predicted(s: SurpriseState, z_next: jax.Array) -> SurpriseState:
