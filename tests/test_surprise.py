@@ -71,7 +71,7 @@ def test_exploration_sees_the_world_before_its_events():
     ("[surprise]\nthreshold = 0\n", "threshold=0.0.*positive"),
     ("[surprise]\nreact = 1\n", "react = 1 is not a bool"),
     ("[surprise]\npersist = 0\n", "persist=0.*integer >= 1"),
-    ("[surprise]\nspike = 1.0\n", "unknown key .spike.*decay, persist, react, refractory, threshold"),
+    ("[surprise]\nspike = 1.0\n", "unknown key .spike.*decay, persist, react, refractory, thresh"),
 ])
 def test_bad_surprise_settings_name_the_fix(text, match):
     with pytest.raises(ValueError, match=match):
