@@ -1,6 +1,9 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from hplan.envs.pointmaze.generate import corridor_maze, dead_ends
 from hplan.envs.pointmaze.layout import all_pairs_bfs, bfs, load_layout, parse_layout
 
 UMAZE = """
@@ -69,3 +72,24 @@ def test_bad_layouts_name_line_column_and_fix(text, match):
 def test_missing_layout_file():
     with pytest.raises(ValueError, match="layout file not found"):
         load_layout("no/such/file.txt")
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), r=st.integers(1, 8), c=st.integers(2, 8),
+       loops=st.floats(0.0, 0.3))
+def test_corridor_mazes_are_connected_sized_and_have_dead_ends(seed, r, c, loops):
+    lay = corridor_maze(np.random.default_rng(seed), (r, c), loops)
+    assert lay.shape == (2 * r + 1, 2 * c + 1)
+    assert lay.walls[0].all() and lay.walls[-1].all()  # a wall border
+    assert lay.walls[:, 0].all() and lay.walls[:, -1].all()
+    assert (lay.distances() >= 0).all()  # every free cell reaches every other
+    assert dead_ends(lay) >= 2
+    # every corridor junction (odd, odd) is free: the maze spans the whole grid
+    assert not lay.walls[1::2, 1::2].any()
+
+
+def test_corridor_maze_bad_sizes_name_the_fix():
+    with pytest.raises(ValueError, match="at least 2 rooms"):
+        corridor_maze(np.random.default_rng(0), (1, 1))
+    with pytest.raises(ValueError, match="loops=2.*in \\[0, 1\\]"):
+        corridor_maze(np.random.default_rng(0), (3, 3), loops=2)

@@ -64,6 +64,66 @@ def _largest_region(walls: np.ndarray) -> Layout:
     return parse_layout(text, source="<generated>")
 
 
+def _dfs_maze(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    """Walls [rows, cols] of a depth-first (perfect) maze over the rooms at odd cells."""
+    walls = np.ones((rows, cols), bool)
+    rooms = [(r, c) for r in range(1, rows - 1, 2) for c in range(1, cols - 1, 2)]
+    seen = {rooms[int(rng.integers(len(rooms)))]}
+    stack = list(seen)
+    while stack:
+        r, c = stack[-1]
+        walls[r, c] = False
+        nbrs = [(r + dr, c + dc) for dr, dc in ((2, 0), (-2, 0), (0, 2), (0, -2))
+                if 0 < r + dr < rows - 1 and 0 < c + dc < cols - 1
+                and (r + dr, c + dc) not in seen]
+        if not nbrs:
+            stack.pop()
+            continue
+        nr, nc = nbrs[int(rng.integers(len(nbrs)))]
+        walls[(r + nr) // 2, (c + nc) // 2] = False
+        seen.add((nr, nc))
+        stack.append((nr, nc))
+    return walls
+
+
+def dead_ends(layout: Layout) -> int:
+    """Free cells with exactly one free 4-neighbour."""
+    free = ~np.asarray(layout.walls, bool)
+    pad = np.pad(free, 1)
+    nbrs = pad[:-2, 1:-1].astype(int) + pad[2:, 1:-1] + pad[1:-1, :-2] + pad[1:-1, 2:]
+    return int(np.sum(free & (nbrs == 1)))
+
+
+def corridor_maze(rng: np.random.Generator, rooms: tuple[int, int], loops: float = 0.1,
+                  min_dead_ends: int = 2) -> Layout:
+    """A connected maze of corridors, dead ends and (with `loops` > 0) a few loops, the
+    kind of map the diverse-maze benchmarks train and test on: `rooms` = (r, c) corridor
+    junctions, so the layout is (2r + 1) x (2c + 1) cells with a wall border. A
+    depth-first maze, then each interior wall between two corridor cells in a line is
+    opened with probability `loops`; redrawn until it has `min_dead_ends` dead ends."""
+    r, c = rooms
+    if r < 1 or c < 1 or r * c < 2:
+        raise ValueError(f"rooms={rooms}: a maze needs at least 2 rooms (r, c >= 1). Fix: "
+                         "use e.g. rooms=(4, 4)")
+    if not 0 <= loops <= 1:
+        raise ValueError(f"loops={loops}: a probability. Fix: use a number in [0, 1]")
+    rows, cols = 2 * r + 1, 2 * c + 1
+    for _ in range(1000):
+        walls = _dfs_maze(rng, rows, cols)
+        inner = np.zeros_like(walls)
+        inner[1:-1, 1:-1] = True
+        between = inner & walls & (
+            (np.roll(~walls, 1, 0) & np.roll(~walls, -1, 0))
+            | (np.roll(~walls, 1, 1) & np.roll(~walls, -1, 1)))
+        walls &= ~(between & (rng.random(walls.shape) < loops))
+        text = "\n".join("".join("#" if w else "." for w in row) for row in walls)
+        lay = parse_layout(text, source="<corridor_maze>")
+        if dead_ends(lay) >= min_dead_ends:
+            return lay
+    raise ValueError(f"no {rows}x{cols} maze with {min_dead_ends} dead ends in 1000 draws. "
+                     "Fix: lower min_dead_ends or loops")
+
+
 def random_layout(rng: np.random.Generator, rows: int, cols: int) -> Layout:
     """A random small maze of one of two styles, chosen at random:
     - corridors: a depth-first maze over rooms at odd cells, with a few wall cells opened
@@ -73,24 +133,7 @@ def random_layout(rng: np.random.Generator, rows: int, cols: int) -> Layout:
     if rng.random() < 0.5:
         walls = rng.random((rows, cols)) < 0.38
     else:
-        walls = np.ones((rows, cols), bool)
-        rooms = [(r, c) for r in range(1, rows - 1, 2) for c in range(1, cols - 1, 2)]
-        seen = {rooms[int(rng.integers(len(rooms)))]}
-        stack = list(seen)
-        while stack:
-            r, c = stack[-1]
-            walls[r, c] = False
-            nbrs = [(r + dr, c + dc) for dr, dc in ((2, 0), (-2, 0), (0, 2), (0, -2))
-                    if 0 < r + dr < rows - 1 and 0 < c + dc < cols - 1
-                    and (r + dr, c + dc) not in seen]
-            if not nbrs:
-                stack.pop()
-                continue
-            nr, nc = nbrs[int(rng.integers(len(nbrs)))]
-            walls[(r + nr) // 2, (c + nc) // 2] = False
-            seen.add((nr, nc))
-            stack.append((nr, nc))
-        walls &= rng.random((rows, cols)) >= 0.15
+        walls = _dfs_maze(rng, rows, cols) & (rng.random((rows, cols)) >= 0.15)
     walls[0, :] = walls[-1, :] = walls[:, 0] = walls[:, -1] = True
     if walls.all():
         return random_layout(rng, rows, cols)
