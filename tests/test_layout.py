@@ -93,3 +93,9 @@ def test_corridor_maze_bad_sizes_name_the_fix():
         corridor_maze(np.random.default_rng(0), (1, 1))
     with pytest.raises(ValueError, match="loops=2.*in \\[0, 1\\]"):
         corridor_maze(np.random.default_rng(0), (3, 3), loops=2)
+
+
+def test_corridor_maze_loops_open_walls_between_rooms_only():
+    lay = corridor_maze(np.random.default_rng(3), (6, 6), loops=1.0, min_dead_ends=0)
+    assert lay.walls[0::2, 0::2].all()  # every pillar stands: corridors, not open halls
+    assert not lay.walls[1:-1:2, 2:-1:2].any() and not lay.walls[2:-1:2, 1:-1:2].any()

@@ -99,8 +99,8 @@ def corridor_maze(rng: np.random.Generator, rooms: tuple[int, int], loops: float
     """A connected maze of corridors, dead ends and (with `loops` > 0) a few loops, the
     kind of map the diverse-maze benchmarks train and test on: `rooms` = (r, c) corridor
     junctions, so the layout is (2r + 1) x (2c + 1) cells with a wall border. A
-    depth-first maze, then each interior wall between two corridor cells in a line is
-    opened with probability `loops`; redrawn until it has `min_dead_ends` dead ends."""
+    depth-first maze, then each wall between two neighbouring rooms is opened with
+    probability `loops`; redrawn until it has `min_dead_ends` dead ends."""
     r, c = rooms
     if r < 1 or c < 1 or r * c < 2:
         raise ValueError(f"rooms={rooms}: a maze needs at least 2 rooms (r, c >= 1). Fix: "
@@ -110,8 +110,9 @@ def corridor_maze(rng: np.random.Generator, rooms: tuple[int, int], loops: float
     rows, cols = 2 * r + 1, 2 * c + 1
     for _ in range(1000):
         walls = _dfs_maze(rng, rows, cols)
-        inner = np.zeros_like(walls)
-        inner[1:-1, 1:-1] = True
+        rr, cc = np.indices(walls.shape)
+        # walls between two rooms (one odd coordinate), never the pillars at even ones
+        inner = (rr > 0) & (rr < rows - 1) & (cc > 0) & (cc < cols - 1) & ((rr + cc) % 2 == 1)
         between = inner & walls & (
             (np.roll(~walls, 1, 0) & np.roll(~walls, -1, 0))
             | (np.roll(~walls, 1, 1) & np.roll(~walls, -1, 1)))
