@@ -6,6 +6,7 @@ Graph search over replay-buffer states fails on such pairs when an edge or a joi
 - `behind`: cells at most `near` cells apart in a straight line with a wall between,
   the way round at least `ratio` times longer (goals behind a wall, U-turns round a stub).
 `family(seed, n)` draws layouts that hold both kinds, reproducibly from the seed.
+`corridor_maze(rng, rooms)` draws a connected corridor maze with dead ends (multi-map data).
 """
 
 from __future__ import annotations
