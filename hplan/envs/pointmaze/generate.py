@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from hplan.envs.pointmaze.layout import Layout, parse_layout
+from hplan.envs.pointmaze.layout import FREE, WALL, Layout, parse_layout
 
 KINDS = ("corner", "behind")
 
@@ -61,8 +61,13 @@ def _largest_region(walls: np.ndarray) -> Layout:
     free = lab == (1 + int(np.argmax(sizes)))
     rows, cols = np.nonzero(free)
     free = np.pad(free[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1], 1)
-    text = "\n".join("".join("." if f else "#" for f in row) for row in free)
-    return parse_layout(text, source="<generated>")
+    return _from_walls(~free, "<generated>")
+
+
+def _from_walls(walls: np.ndarray, source: str) -> Layout:
+    """A layout from a wall grid (through the parser, so it passes the same checks)."""
+    return parse_layout("\n".join("".join(WALL if w else FREE for w in row) for row in walls),
+                        source=source)
 
 
 def _dfs_maze(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
@@ -109,17 +114,14 @@ def corridor_maze(rng: np.random.Generator, rooms: tuple[int, int], loops: float
     if not 0 <= loops <= 1:
         raise ValueError(f"loops={loops}: a probability. Fix: use a number in [0, 1]")
     rows, cols = 2 * r + 1, 2 * c + 1
+    rr, cc = np.indices((rows, cols))
+    # The interior cells with one odd coordinate: each lies between two rooms (never a
+    # pillar, whose coordinates are both even), so opening it joins them.
+    between = (rr > 0) & (rr < rows - 1) & (cc > 0) & (cc < cols - 1) & ((rr + cc) % 2 == 1)
     for _ in range(1000):
         walls = _dfs_maze(rng, rows, cols)
-        rr, cc = np.indices(walls.shape)
-        # walls between two rooms (one odd coordinate), never the pillars at even ones
-        inner = (rr > 0) & (rr < rows - 1) & (cc > 0) & (cc < cols - 1) & ((rr + cc) % 2 == 1)
-        between = inner & walls & (
-            (np.roll(~walls, 1, 0) & np.roll(~walls, -1, 0))
-            | (np.roll(~walls, 1, 1) & np.roll(~walls, -1, 1)))
         walls &= ~(between & (rng.random(walls.shape) < loops))
-        text = "\n".join("".join("#" if w else "." for w in row) for row in walls)
-        lay = parse_layout(text, source="<corridor_maze>")
+        lay = _from_walls(walls, "<corridor_maze>")
         if dead_ends(lay) >= min_dead_ends:
             return lay
     raise ValueError(f"no {rows}x{cols} maze with {min_dead_ends} dead ends in 1000 draws. "
