@@ -65,6 +65,9 @@ class TaskSpec:
         if world is not None:  # defaults spelled out or not, the same world
             params = inspect.signature(fn).parameters
             given = {k: given.get(k, params[k].default) for k in world}
+            # An unset optional (None) is no part of the world: keys stay as they were
+            # before the factory gained it.
+            given = {k: v for k, v in given.items() if v is not None}
         args = {}
         for k, v in given.items():
             path = Path(base_dir or TASKS_DIR) / v if isinstance(v, str) else None

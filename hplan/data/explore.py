@@ -46,8 +46,9 @@ def random_action(key: jax.Array, prev: jax.Array, correlated: jax.Array,
 
 def xy_size(env) -> int:
     """The size of the env's goal-space point `metrics["xy"]` where it can restart at one
-    (`reset_at`), else 0: later rounds then start from `explore_reset`."""
-    if not hasattr(env, "reset_at"):
+    (`reset_at`), else 0: later rounds then start from `explore_reset`. A family of maps
+    has none: a point alone does not say which map it was on."""
+    if not hasattr(env, "reset_at") or getattr(env, "n_contexts", 1) > 1:
         return 0
     shape = jax.eval_shape(explore_reset(env), jax.random.key(0)).metrics.get("xy")
     return int(shape.shape[-1]) if shape is not None else 0

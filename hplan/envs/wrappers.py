@@ -4,7 +4,9 @@
   goal observation in `info["goal_obs"]`, `metrics["success"]` once the last target is
   reached. It needs three hooks of the inner env: `reset_at(key, xy)` (the agent placed
   at a goal-space point), `goal_obs(xy)` (what the agent would observe there) and
-  `metrics["xy"]` (where it is).
+  `metrics["xy"]` (where it is). With `contexts` (one per pair: which map of a family
+  the pair is on), the env takes it as `reset_at(key, xy, context=c)` and
+  `goal_obs(xy, c)`, and keeps it in `info["context"]`.
 - `ActionFilter`: guardrails that act on actions (a speed limit), applied to every action
   the env executes and exposed as `action_filter` so planners apply it in their rollouts.
 - `EpisodeLength`: `done` after a fixed number of steps, the step count in `info["t"]`.
@@ -32,7 +34,8 @@ class GoalWrapper(Wrapper):
     `goals[i]` (all [., 2] goal-space points), each within `radius`."""
 
     def __init__(self, env, starts: np.ndarray, goals: np.ndarray,
-                 waypoints: np.ndarray | None = None, radius: float = 0.5):
+                 waypoints: np.ndarray | None = None, radius: float = 0.5,
+                 contexts: np.ndarray | None = None):
         super().__init__(env)
         starts, goals = np.asarray(starts, np.float32), np.asarray(goals, np.float32)
         if starts.ndim != 2 or starts.shape != goals.shape or len(starts) == 0:
@@ -45,6 +48,13 @@ class GoalWrapper(Wrapper):
         wp = np.zeros((0, starts.shape[1]), np.float32) if waypoints is None else waypoints
         self.waypoints = jnp.asarray(np.asarray(wp, np.float32).reshape(-1, starts.shape[1]))
         self.radius = float(radius)
+        if contexts is not None:
+            contexts = np.asarray(contexts, np.int32)
+            if contexts.shape != (len(starts),):
+                raise ConfigError("start_goal", f"contexts {contexts.shape} must be one per "
+                                  f"start/goal pair ({len(starts)})", "give one map per pair")
+            contexts = jnp.asarray(contexts)
+        self.contexts = contexts
 
     @property
     def n_pairs(self) -> int:
@@ -61,7 +71,10 @@ class GoalWrapper(Wrapper):
 
     def reset_pair(self, key: jax.Array, i: jax.Array) -> State:
         """Pair `i` of the table (a benchmark can enumerate them)."""
-        state = self.env.reset_at(key, self.starts[i])
+        if self.contexts is None:
+            state = self.env.reset_at(key, self.starts[i])
+        else:
+            state = self.env.reset_at(key, self.starts[i], context=self.contexts[i])
         targets = jnp.concatenate([self.waypoints, self.goals[i][None]], axis=0)
         return self._goal(state, targets, jnp.int32(0))
 
@@ -81,7 +94,9 @@ class GoalWrapper(Wrapper):
         metrics = {**state.metrics, "success": done.astype(jnp.float32),
                    "distance": jnp.linalg.norm(state.metrics["xy"] - targets[-1]),
                    "stage": stage.astype(jnp.float32)}
-        info = {**state.info, "goal_obs": self.env.goal_obs(target), "target_xy": target,
+        goal_obs = (self.env.goal_obs(target) if self.contexts is None
+                    else self.env.goal_obs(target, state.info["context"]))
+        info = {**state.info, "goal_obs": goal_obs, "target_xy": target,
                 "targets": targets, "stage": stage}
         return state.replace(done=done, metrics=metrics, info=info)
 

@@ -32,7 +32,7 @@ def _first(out: dict):
     """The batched first states' metrics and info, as the oracle reads them."""
     from types import SimpleNamespace
 
-    info = {"targets": out["first"]["targets"]} if "targets" in out["first"] else {}
+    info = {k: out["first"][k] for k in ("targets", "context") if k in out["first"]}
     return SimpleNamespace(metrics=out["first"]["metrics"], info=info)
 
 

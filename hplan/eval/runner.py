@@ -56,8 +56,9 @@ def make_evaluate(task, policy: Policy, steps: int | None = None, reset: Reset |
         done = rec["metrics"]["success"] > 0
         success = jnp.any(done, axis=1)
         first = {"metrics": s0.metrics}
-        if "targets" in s0.info:
-            first["targets"] = s0.info["targets"]
+        for k in ("targets", "context"):  # the oracle's optimum needs both
+            if k in s0.info:
+                first[k] = s0.info[k]
         out = {"success": success,
                "steps_to_goal": jnp.where(success, jnp.argmax(done, axis=1) + 1, -1),
                "actions": rec["action"], "metrics": rec["metrics"], "info": rec["info"],

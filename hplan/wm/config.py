@@ -60,7 +60,8 @@ class StackConfig:
             critic=dataclasses.replace(self.critic, seed=seed))
 
 
-_LATE = {"wm": {"inverse": False}, "train": {"latent_cov_weight": 0.0}}
+_LATE = {"wm": {"inverse": False},
+         "train": {"latent_cov_weight": 0.0, "temporal_var_weight": 0.0, "temporal_std": 0.1}}
 _PARTS = {"data": DataConfig, "wm": WMConfig, "train": TrainConfig, "critic": CriticConfig}
 
 

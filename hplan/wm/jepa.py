@@ -42,6 +42,12 @@ class TrainConfig:
     inverse_weight: float = 0.0
     # Covariance penalty on the latent itself too (default: only through the expander).
     latent_cov_weight: float = 0.0
+    # Variance within each level-0 window (std over time >= temporal_std per dim). When
+    # maps change between episodes, the map alone satisfies the batch variance hinge and
+    # predicts itself perfectly: the latent drops the agent (two-rooms-random: position
+    # probe R^2 0.03, the door's row 0.98). Only what moves within an episode meets this.
+    temporal_var_weight: float = 0.0
+    temporal_std: float = 0.1
     chunk: int = 250
     seed: int = 0
 
@@ -148,6 +154,11 @@ def make_loss(graphdef, wm: WMConfig, tc: TrainConfig):
                 inv = jnp.mean(jnp.sum((model.inverse(pair) - acts) ** 2, -1))
                 metrics["inverse"] = inv
                 total = total + tc.inverse_weight * inv
+        if tc.temporal_var_weight > 0:
+            tstd = jnp.sqrt(jnp.var(z_all[0], axis=1) + 1e-6)  # [B, d]
+            tvar = jnp.mean(jax.nn.relu(tc.temporal_std - tstd))
+            metrics["tvar"] = tvar
+            total = total + tc.temporal_var_weight * tvar
         z = jnp.concatenate([zz.reshape(-1, wm.latent_dim) for zz in z_all])
         if tc.anti_collapse == "vicreg":
             # Variance on the latent itself keeps its scale; covariance only through the

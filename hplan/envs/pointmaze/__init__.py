@@ -1,8 +1,11 @@
 """The point-mass maze: layouts, the pure-JAX env, its oracle, generated maze families.
 
 Registered as `env = "pointmaze"`. Its `[env_args]`: `layout` (ASCII text, or a file
-relative to the task file), `start_goal` ("fixed": the S/G cells or `start`/`goal`;
-"random": pairs at least `min_distance` BFS cells apart; "pairs": the listed `pairs`),
+relative to the task file) or `family` (a generated family of same-sized maps, one per
+episode, from `generate.FAMILIES`, with `family_args`), `start_goal` ("fixed": the S/G
+cells or `start`/`goal`; "random": pairs at least `min_distance` BFS cells apart, and with
+`out_of_sight = true` only pairs whose straight line crosses a wall; "pairs": the listed
+`pairs`),
 `waypoints` (cells visited in order before the goal), `success_radius` (cells),
 `max_step`, `slip_prob`, `obs` ("state" or "pixels"), `image_size`, and `events`: a world
 that changes during an episode, e.g. `events = [{step = 12, close = [[3, 6]]}]` (a door
@@ -120,20 +123,78 @@ def pairs_of(layout: Layout, start_goal: str, min_distance: int = 0, start=None,
     return free[si], free[gi]
 
 
-def goal_task(world, layout: str | Layout, base_dir: str | None, start_goal: str,
+def out_of_sight(layout: Layout, starts: np.ndarray, goals: np.ndarray) -> np.ndarray:
+    """[n] True where the straight segment between the cell centres crosses a wall cell
+    (in a two-room map: start and goal in different rooms)."""
+    u = np.linspace(0.0, 1.0, 4 * int(max(layout.shape)) + 1)
+    pts = (starts[:, None] + u[None, :, None] * (goals - starts)[:, None] + 0.5)
+    cells = np.floor(pts).astype(int)
+    return layout.walls[cells[..., 0], cells[..., 1]].any(1)
+
+
+def family_layouts(family: str, family_args: dict | None) -> list[Layout]:
+    """The maps of a generated family (`generate.FAMILIES`)."""
+    from hplan.envs.pointmaze.generate import FAMILIES
+
+    if family not in FAMILIES:
+        raise ConfigError("family", f"unknown family {family!r}",
+                          f"use one of: {', '.join(FAMILIES)}")
+    try:
+        return FAMILIES[family](**dict(family_args or {}))
+    except (TypeError, ValueError) as e:
+        raise ConfigError("family_args", f"family {family!r}: {e}".split(". Fix:")[0],
+                          "see hplan.envs.pointmaze.generate for its arguments") from None
+
+
+def maze_layouts(layout, family, family_args, base_dir) -> list[Layout]:
+    """One layout, or a family's maps: exactly one of `layout` and `family`."""
+    if (layout is None) == (family is None):
+        raise ConfigError("layout", "give exactly one of layout and family",
+                          "set layout = FILE for one map, or family = NAME for many")
+    if family is not None:
+        return family_layouts(family, family_args)
+    return [layout if isinstance(layout, Layout) else read_layout(layout, base_dir)]
+
+
+def goal_task(world, layout: str | Layout | None, base_dir: str | None, start_goal: str,
               min_distance: int, start, goal, pairs, waypoints,
-              success_radius: float) -> GoalWrapper:
-    """`world(layout) -> env` (any maze world in goal space (row, col)) with the task's
-    start/goal pairs and waypoints (cell centres), checked before the world is built."""
-    lay = layout if isinstance(layout, Layout) else read_layout(layout, base_dir)
-    starts, goals = pairs_of(lay, start_goal, min_distance, start, goal, pairs)
+              success_radius: float, family: str | None = None, family_args=None,
+              sight: bool = True) -> GoalWrapper:
+    """`world(layout or [layouts]) -> env` (any maze world in goal space (row, col)) with
+    the task's start/goal pairs and waypoints (cell centres), checked before the world is
+    built. A family's pairs are drawn on every map, each pair tagged with its map."""
+    lays = maze_layouts(layout, family, family_args, base_dir)
+    if len(lays) > 1 and (start_goal != "random" or waypoints):
+        raise ConfigError("start_goal", "a family of maps draws its pairs on each map",
+                          "use start_goal = 'random' and no waypoints with a family")
+    per_map = max(1, MAX_PAIRS // len(lays))
+    rng = np.random.default_rng(0)
+    starts, goals, ctx = [], [], []
+    for i, lay in enumerate(lays):
+        s, g = pairs_of(lay, start_goal, min_distance, start, goal, pairs)
+        if not sight:
+            keep = out_of_sight(lay, s, g)
+            if not keep.any():
+                raise ConfigError("out_of_sight", f"no start/goal pair of {lay.source} is "
+                                  "out of sight", "set out_of_sight = false")
+            s, g = s[keep], g[keep]
+        if len(s) > per_map:
+            pick = rng.choice(len(s), per_map, replace=False)
+            s, g = s[pick], g[pick]
+        starts.append(s)
+        goals.append(g)
+        ctx.append(np.full(len(s), i))
+    starts, goals = np.concatenate(starts), np.concatenate(goals)
+    lay = lays[0]
     wps = [_cell(w, "waypoints") for w in waypoints]
     for i, w in enumerate(wps):
         if not lay.is_free(w):
             raise ConfigError("waypoints", f"waypoint {i} at cell {w} is not a free cell",
                               "put every waypoint on a '.' cell")
-    return GoalWrapper(world(lay), starts + 0.5, goals + 0.5,
-                       np.asarray(wps, np.float32).reshape(-1, 2) + 0.5, success_radius)
+    env = world(lays if len(lays) > 1 else lay)
+    return GoalWrapper(env, starts + 0.5, goals + 0.5,
+                       np.asarray(wps, np.float32).reshape(-1, 2) + 0.5, success_radius,
+                       contexts=np.concatenate(ctx) if len(lays) > 1 else None)
 
 
 def wall_events(events) -> tuple[WallEvent, ...]:
@@ -151,15 +212,18 @@ def wall_events(events) -> tuple[WallEvent, ...]:
     return tuple(out)
 
 
-def make_maze(layout: str | Layout, start_goal: str = "fixed", min_distance: int = 0,
-              start=None, goal=None, pairs=(), waypoints=(), success_radius: float = 0.5,
-              max_step: float = 0.5, slip_prob: float = 0.0, obs: str = "state",
-              image_size: int = 32, events=(), base_dir: str | None = None) -> GoalWrapper:
+def make_maze(layout: str | Layout | None = None, start_goal: str = "fixed",
+              min_distance: int = 0, start=None, goal=None, pairs=(), waypoints=(),
+              success_radius: float = 0.5, max_step: float = 0.5, slip_prob: float = 0.0,
+              obs: str = "state", image_size: int = 32, events=(),
+              family: str | None = None, family_args: dict | None = None,
+              out_of_sight: bool = False, base_dir: str | None = None) -> GoalWrapper:
     """A goal-reaching point maze (the `pointmaze` factory)."""
     cfg = MazeConfig(max_step=max_step, slip_prob=slip_prob, obs_type=obs,
                      image_size=image_size, events=wall_events(events))
     return goal_task(lambda lay: PointMaze(lay, cfg), layout, base_dir, start_goal,
-                     min_distance, start, goal, pairs, waypoints, success_radius)
+                     min_distance, start, goal, pairs, waypoints, success_radius,
+                     family, family_args, sight=not out_of_sight)
 
 
 def make_maze_mjx(layout: str | Layout, start_goal: str = "fixed", min_distance: int = 0,
@@ -196,8 +260,9 @@ def task_defaults(env_args: dict, base_dir: str | None = None) -> dict:
     """Task settings a maze needs no tuning for: an episode long enough to cross it three
     times at full speed, and (for random pairs) start/goal at least half its longest
     shortest path apart (at most 15 cells)."""
-    lay = read_layout(env_args["layout"], base_dir)
-    maxd = int(lay.distances().max())
+    lays = maze_layouts(env_args.get("layout"), env_args.get("family"),
+                        env_args.get("family_args"), base_dir)
+    maxd = max(int(lay.distances().max()) for lay in lays)
     out = {"episode_length": int(np.clip(3 * maxd / env_args.get("max_step", 0.5), 60, 800))}
     if env_args.get("start_goal", "fixed") == "random" and "min_distance" not in env_args:
         out["min_distance"] = min(15, max(1, maxd // 2))
@@ -214,6 +279,7 @@ make_maze_mjx.task_defaults = task_defaults
 make_antmaze.task_defaults = ant_task_defaults
 # What shapes the world (and so the data and the stack); starts, goals, waypoints and the
 # success radius do not.
-make_maze.world_args = ("layout", "max_step", "slip_prob", "obs", "image_size")
+make_maze.world_args = ("layout", "family", "family_args", "max_step", "slip_prob", "obs",
+                        "image_size")
 make_maze_mjx.world_args = ("layout", "cell_size", "max_step", "time_constant", "backend")
 make_antmaze.world_args = ("layout", "cell_size", "backend")

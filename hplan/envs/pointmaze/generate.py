@@ -7,6 +7,8 @@ Graph search over replay-buffer states fails on such pairs when an edge or a joi
   the way round at least `ratio` times longer (goals behind a wall, U-turns round a stub).
 `family(seed, n)` draws layouts that hold both kinds, reproducibly from the seed.
 `corridor_maze(rng, rooms)` draws a connected corridor maze with dead ends (multi-map data).
+`two_rooms_family(size, door)`: every map of a two-room arena whose wall and door move
+(the eb_jepa / PLDM Two Rooms protocol). `FAMILIES`: the families a task may name.
 """
 
 from __future__ import annotations
@@ -168,3 +170,34 @@ def pick_pairs(pairs: list[Pair], k: int, rng: np.random.Generator) -> list[Pair
         pool = by_kind[KINDS[i % len(KINDS)]] or pairs
         chosen.append(pool[int(rng.integers(len(pool)))])
     return chosen
+
+
+def two_rooms_family(size: int = 16, door: int = 2, margin: int = 4) -> list[Layout]:
+    """Every map of a `size` x `size` arena (wall border included) split by one vertical
+    wall with a `door`-cell gap: the wall at any column at least `margin` cells from the
+    border, the door at any height. The eb_jepa Two Rooms task draws one per episode."""
+    if size < 2 * margin + 1 or margin < 2:
+        raise ValueError(f"size={size}, margin={margin}: each room needs a free column. "
+                         "Fix: use margin >= 2 and size >= 2 * margin + 1")
+    if not 1 <= door <= size - 2:
+        raise ValueError(f"door={door}: the gap must fit the wall. Fix: use 1 <= door <= "
+                         f"{size - 2}")
+    out = []
+    for col in range(margin, size - margin):
+        for top in range(1, size - door):
+            walls = np.zeros((size, size), bool)
+            walls[[0, -1], :] = walls[:, [0, -1]] = True
+            walls[:, col] = True
+            walls[top: top + door, col] = False
+            out.append(_from_walls(walls, f"<two-rooms wall {col} door {top}>"))
+    return out
+
+
+def corridor_mazes(n: int, rooms: tuple[int, int] = (4, 4), seed: int = 0,
+                   loops: float = 0.1, min_dead_ends: int = 2) -> list[Layout]:
+    """`n` corridor mazes drawn reproducibly from `seed` (a multi-map training set)."""
+    rng = np.random.default_rng(seed)
+    return [corridor_maze(rng, tuple(rooms), loops, min_dead_ends) for _ in range(n)]
+
+
+FAMILIES = {"two-rooms": two_rooms_family, "corridor-mazes": corridor_mazes}

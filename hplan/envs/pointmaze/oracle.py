@@ -17,41 +17,63 @@ from hplan.envs.pointmaze.layout import Geodesic
 class MazeOracle:
     def __init__(self, maze):
         self.maze = maze
-        self.layout = maze.layout
+        self.layout = maze.layout  # a family's first map: what pictures are drawn on
+        self.layouts = list(getattr(maze, "layouts", [maze.layout]))
         self.max_step = maze.config.max_step
         # A body's centre keeps this far (cells) from walls (0: the pure-JAX point).
         self.body_radius = float(getattr(maze, "body_radius", 0.0))
-        self._geo = None
+        self._geos = {}
+
+    def geo_of(self, context: int = 0) -> Geodesic:
+        if context not in self._geos:
+            self._geos[context] = Geodesic(self.layouts[context])
+        return self._geos[context]
 
     @property
     def geo(self) -> Geodesic:
-        if self._geo is None:
-            self._geo = Geodesic(self.layout)
-        return self._geo
+        return self.geo_of(0)
 
     # -- paths ------------------------------------------------------------------------------
-    def geodesic(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Optimal steps between goal-space points a[i] and b[i] ([N, 2] each)."""
-        return self.geo.cells(np.asarray(a), np.asarray(b)) / self.max_step
+    def geodesic(self, a: np.ndarray, b: np.ndarray, context=None) -> np.ndarray:
+        """Optimal steps between goal-space points a[i] and b[i] ([N, 2] each), on map
+        `context[i]` of a family (default: the first)."""
+        a, b = np.asarray(a), np.asarray(b)
+        ctx = np.zeros(len(a), int) if context is None else np.asarray(context)
+        out = np.empty(len(a))
+        for c in np.unique(ctx):
+            sel = ctx == c
+            out[sel] = self.geo_of(int(c)).cells(a[sel], b[sel])
+        return out / self.max_step
+
+    def _legs(self, first) -> tuple[np.ndarray, np.ndarray]:
+        """Each episode's points (start, every target) [N, K + 1, 2] and map [N]."""
+        pts = np.concatenate([np.asarray(first.metrics["xy"])[:, None],
+                              np.asarray(first.info["targets"])], axis=1)
+        ctx = np.asarray(first.info.get("context", np.zeros(len(pts), int)))
+        return pts, ctx
 
     def optimal_steps(self, first) -> np.ndarray:
         """Optimal steps of each episode from its start through every target (`first`:
-        the batched first states, with the `GoalWrapper`'s targets)."""
-        start = np.asarray(first.metrics["xy"])
-        targets = np.asarray(first.info["targets"])
-        pts = np.concatenate([start[:, None], targets], axis=1)
-        legs = self.geodesic(pts[:, :-1].reshape(-1, 2), pts[:, 1:].reshape(-1, 2))
+        the batched first states, with the `GoalWrapper`'s targets and maps)."""
+        pts, ctx = self._legs(first)
+        k = pts.shape[1] - 1
+        legs = self.geodesic(pts[:, :-1].reshape(-1, 2), pts[:, 1:].reshape(-1, 2),
+                             np.repeat(ctx, k))
         return legs.reshape(len(pts), -1).sum(1)
 
     def bfs_steps(self, first) -> np.ndarray:
         """The older optimum: 4-connected cell BFS through every target / max_step (no
         diagonal moves, so longer than `optimal_steps`)."""
-        idx, dist = self.layout.cell_index(), self.layout.distances()
-        pts = np.concatenate([np.asarray(first.metrics["xy"])[:, None],
-                              np.asarray(first.info["targets"])], axis=1)
+        pts, ctx = self._legs(first)
         cells = np.floor(pts).astype(int)
-        ids = idx[cells[..., 0], cells[..., 1]]
-        return dist[ids[:, :-1], ids[:, 1:]].sum(1) / self.max_step
+        out = np.zeros(len(pts))
+        for c in np.unique(ctx):
+            lay = self.layouts[int(c)]
+            idx, dist = lay.cell_index(), lay.distances()
+            sel = ctx == c
+            ids = idx[cells[sel, :, 0], cells[sel, :, 1]]
+            out[sel] = dist[ids[:, :-1], ids[:, 1:]].sum(1)
+        return out / self.max_step
 
     # -- places -----------------------------------------------------------------------------
     def region(self, xy: np.ndarray) -> np.ndarray:
@@ -114,14 +136,28 @@ class MazeOracle:
                 f"{counts[free].min()} visits")
 
     # -- critics ----------------------------------------------------------------------------
-    def critic_quality(self, value_fn, encode, n_pairs: int = 20000, seed: int = 0) -> dict:
+    def critic_quality(self, value_fn, encode, n_pairs: int = 20000, seed: int = 0,
+                       maps: int = 8) -> dict:
         """Spearman rank correlation of `value_fn(z, g)` with BFS distance between free-cell
         centres, and descent consistency: the share of (cell, goal) pairs where the
         neighbouring cell with the lowest cost-to-go is one step closer along BFS.
-        `encode(obs [n, ...]) -> z [n, d]`."""
-        layout = self.layout
+        `encode(obs [n, ...]) -> z [n, d]`. A family: the mean over `maps` of its maps
+        (start and goal on the same map), with each map's figures."""
+        if len(self.layouts) == 1:
+            return self._critic_quality(value_fn, encode, n_pairs, seed, 0)
+        ctxs = np.unique(np.linspace(0, len(self.layouts) - 1, maps).astype(int))
+        per = [self._critic_quality(value_fn, encode, n_pairs // len(ctxs), seed, int(c))
+               for c in ctxs]
+        out = {k: float(np.mean([p[k] for p in per])) for k in ("spearman",
+                                                               "descent_consistency")}
+        return {**out, "pairs": int(sum(p["pairs"] for p in per)),
+                "per_map": {int(c): p for c, p in zip(ctxs, per, strict=True)}}
+
+    def _critic_quality(self, value_fn, encode, n_pairs: int, seed: int, ctx: int) -> dict:
+        layout = self.layouts[ctx]
         cells = layout.free_cells
-        obs = jax.vmap(self.maze.observe)(jnp.asarray(cells + 0.5, jnp.float32))
+        obs = jax.vmap(lambda p: self.maze.observe(p, None, ctx) if len(self.layouts) > 1
+                       else self.maze.observe(p))(jnp.asarray(cells + 0.5, jnp.float32))
         z_cells = np.asarray(encode(obs))
         dist = layout.distances()
         n = len(z_cells)

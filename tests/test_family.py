@@ -1,0 +1,130 @@
+"""A family of maps, one per episode (issue 16: Two Rooms with a wall and door that move)."""
+
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hplan.core import ConfigError
+from hplan.envs.pointmaze import PointMaze, make_maze, out_of_sight
+from hplan.envs.pointmaze.env import MazeConfig
+from hplan.envs.pointmaze.generate import corridor_mazes, two_rooms_family
+from hplan.envs.pointmaze.layout import Geodesic, parse_layout
+from hplan.tasks import load
+
+
+@settings(max_examples=10, deadline=None)
+@given(size=st.integers(9, 20), door=st.integers(1, 4), margin=st.integers(2, 4))
+def test_two_rooms_family_is_every_wall_and_door(size, door, margin):
+    if size < 2 * margin + 1 or door > size - 2:
+        with pytest.raises(ValueError, match="Fix:"):
+            two_rooms_family(size, door, margin)
+        return
+    fam = two_rooms_family(size, door, margin)
+    assert len(fam) == (size - 2 * margin) * (size - 1 - door)
+    assert len({lay.text for lay in fam}) == len(fam)
+    for lay in fam:
+        assert lay.shape == (size, size)
+        assert (lay.distances() >= 0).all()  # one door joins the two rooms
+        col = int(np.argmax(lay.walls[1:-1, 1:-1].sum(0))) + 1
+        assert (~lay.walls[1:-1, col]).sum() == door
+
+
+def test_out_of_sight_pairs_are_in_different_rooms():
+    lay = two_rooms_family(12, 2, 3)[5]
+    col = int(np.argmax(lay.walls[1:-1, 1:-1].sum(0))) + 1
+    free = lay.free_cells[lay.free_cells[:, 1] != col]  # not the door's own cells
+    a = np.repeat(free, len(free), 0)
+    b = np.tile(free, (len(free), 1))
+    hidden = out_of_sight(lay, a, b)
+    same_side = (a[:, 1] < col) == (b[:, 1] < col)
+    assert not (hidden & same_side).any()  # rooms are convex
+    assert hidden[~same_side].mean() > 0.8  # only lines through the door see across
+
+
+def family_env(obs="state"):
+    return make_maze(family="two-rooms", family_args={"size": 12, "door": 2, "margin": 3},
+                     start_goal="random", min_distance=4, out_of_sight=True, obs=obs,
+                     image_size=24)
+
+
+def test_each_episode_lives_on_its_own_map():
+    env = family_env(obs="pixels")
+    inner = env.unwrapped
+    assert inner.n_contexts == 6 * 9
+    states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), 32))
+    ctx = np.asarray(states.info["context"])
+    assert len(np.unique(ctx)) > 10
+    for i in range(8):
+        lay = inner.layouts[ctx[i]]
+        frame, goal = np.asarray(states.obs[i]), np.asarray(states.info["goal_obs"][i])
+        expect = np.asarray(inner._render_walls(lay.walls, 24) * 255, np.uint8)
+        np.testing.assert_array_equal(frame[..., 0], expect)  # this map's wall and door
+        np.testing.assert_array_equal(goal[..., 0], expect)  # the goal frame: the same map
+        s, g = np.floor(states.metrics["xy"][i]), np.floor(states.info["target_xy"][i])
+        assert lay.is_free(s.astype(int)) and lay.is_free(g.astype(int))
+        assert out_of_sight(lay, s[None], g[None])[0]
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_walls_of_the_episodes_map_stop_the_agent(seed):
+    env = family_env()
+    inner = env.unwrapped
+    rng = np.random.default_rng(seed)
+    state = env.reset(jax.random.key(seed))
+    acts = jnp.asarray(rng.uniform(-1, 1, (120, 2)), jnp.float32)
+
+    def body(s, a):
+        s = env.step(s, a)
+        return s, s.metrics["xy"]
+
+    _, xy = jax.lax.scan(body, state, acts)
+    lay = inner.layouts[int(state.info["context"])]
+    cells = np.floor(np.asarray(xy)).astype(int)
+    assert not lay.walls[cells[:, 0], cells[:, 1]].any()
+
+
+def test_oracle_measures_each_episode_on_its_map():
+    env = family_env()
+    inner = env.unwrapped
+    states = jax.vmap(env.reset)(jax.random.split(jax.random.key(1), 16))
+    first = SimpleNamespace(metrics={"xy": states.metrics["xy"]},
+                            info={"targets": states.info["targets"],
+                                  "context": states.info["context"]})
+    got = inner.oracle.optimal_steps(first)
+    for i in range(16):
+        geo = Geodesic(inner.layouts[int(states.info["context"][i])])
+        want = geo.cells(np.asarray(states.metrics["xy"][i:i + 1]),
+                         np.asarray(states.info["target_xy"][i:i + 1]))[0] / 0.5
+        assert got[i] == pytest.approx(want)
+    # On the first map the same points would be measured differently somewhere.
+    flat = inner.oracle.geodesic(first.metrics["xy"], first.info["targets"][:, -1])
+    assert not np.allclose(flat, got)
+
+
+def test_bad_families_are_refused():
+    a, b = parse_layout("#####\n#...#\n#####"), parse_layout("####\n#..#\n####")
+    with pytest.raises(ConfigError, match="same size"):
+        PointMaze([a, b])
+    with pytest.raises(ConfigError, match="exactly one of layout and family"):
+        make_maze(layout="#####\n#...#\n#####", family="two-rooms")
+    with pytest.raises(ConfigError, match="unknown family"):
+        make_maze(family="nope")
+    with pytest.raises(ConfigError, match="each room needs"):
+        make_maze(family="two-rooms", family_args={"size": 6})
+    with pytest.raises(ConfigError, match="events on a family"):
+        PointMaze(two_rooms_family(12, 2, 3)[:2],
+                  MazeConfig(events=load("door-closes").env.unwrapped.config.events))
+
+
+def test_shipped_two_rooms_random_task():
+    task = load("two-rooms-random")
+    inner = task.env.unwrapped
+    assert inner.n_contexts == 104 and task.episode_length == 200
+    assert inner.observation_size == (32, 32, 2)
+    assert len(corridor_mazes(3, (3, 3), seed=1)) == 3
