@@ -234,6 +234,34 @@ def layout_task(path: str, start=None, goal=None, min_distance: int | None = Non
     return tasks.build(spec, source=str(path))
 
 
+def unseen_map_task(train_task, path: str, start=None, goal=None,
+                    min_distance: int | None = None):
+    """`train_task` with its map(s) swapped for the layout file `path` (the env's
+    `unseen_map_args` hook), the same episode length; starts and goals as `layout_task`."""
+    from hplan import tasks
+    from hplan.core import ConfigError, factory
+
+    fn = factory(train_task.spec.env)
+    hook = getattr(fn, "unseen_map_args", None)
+    if hook is None:
+        raise ValueError(f"env {train_task.spec.env!r} cannot swap in a map file. Fix: use "
+                         "a task whose env takes layouts (pointmaze)")
+    try:
+        args = hook(train_task.spec.env_args, path, str(train_task.base_dir or tasks.TASKS_DIR))
+    except ConfigError as e:
+        raise ValueError(f"{e.what}. Fix: {e.fix}") from None
+    if start is not None or goal is not None:
+        if start is None or goal is None:
+            raise ValueError("give both --start and --goal, or neither")
+        args.update(start_goal="fixed", start=start, goal=goal, out_of_sight=False)
+    elif min_distance is not None:
+        args["min_distance"] = min_distance
+    spec = tasks.TaskSpec(name=f"{train_task.name}@{Path(path).stem}", env=train_task.spec.env,
+                          env_args=args, episode_length=train_task.spec.episode_length,
+                          stack=train_task.spec.stack)
+    return tasks.build(spec, source=str(path))
+
+
 def _stack(task, args, **get):
     """(stack, data, directory): the run `hplan train` wrote (`--stack`, `--data`), or the
     cached stack for the task's configuration in `--cache` (trained if missing)."""
@@ -253,9 +281,15 @@ def _bench(args) -> int:
     from hplan import render, tasks
     from hplan.eval import compare
 
-    if bool(args.task) == bool(args.layout):
-        raise ValueError("give exactly one of --task NAME or --layout FILE")
-    if args.layout:
+    if not (args.task or args.layout):
+        raise ValueError("give --task NAME, --layout FILE, or both (a task's stack on a map "
+                         "it never trained on)")
+    train_task = None
+    if args.task and args.layout:
+        train_task = tasks.load(args.task)
+        task = unseen_map_task(train_task, args.layout, args.start, args.goal,
+                               args.min_distance)
+    elif args.layout:
         task = layout_task(args.layout, args.start, args.goal, args.min_distance)
     else:
         if args.start or args.goal:
@@ -268,7 +302,9 @@ def _bench(args) -> int:
         raise ValueError(f"unknown agent(s) {', '.join(unknown)}. Known: {', '.join(known)}")
     print(f"[bench] task {task.name} (env {task.spec.env}), agents {', '.join(names)}, "
           f"{args.episodes} episodes, seed {args.seed}")
-    st, ds, cache = _stack(task, args, devices=getattr(args, "devices", None))
+    # On an unseen map the stack (and its data) are the training task's: nothing is
+    # trained on the test map.
+    st, ds, cache = _stack(train_task or task, args, devices=getattr(args, "devices", None))
     print(f"[bench] world-model stack: {cache}")
     pols = compare.build_agents(task, names, st, ds, getattr(args, "policy", None))
     results, raw = compare.compare(task, pols, args.seed, args.episodes,

@@ -128,3 +128,124 @@ def test_shipped_two_rooms_random_task():
     assert inner.n_contexts == 104 and task.episode_length == 200
     assert inner.observation_size == (32, 32, 2)
     assert len(corridor_mazes(3, (3, 3), seed=1)) == 3
+
+
+def test_data_graph_never_joins_two_maps():
+    """Same position, two maps: snapped together, map A's door would open map B's wall."""
+    from hplan.data.collect import collect
+    from hplan.tasks import TaskSpec, build
+    from hplan.wm.critic import transition_links
+
+    spec = TaskSpec(name="fam", env="pointmaze", episode_length=50,
+                    env_args={"family": "two-rooms", "start_goal": "random",
+                              "family_args": {"size": 9, "door": 1, "margin": 3}})
+    task = build(spec)
+    ds = collect(task, jax.random.key(0), episodes=64, steps=32)
+    assert ds.groups.shape == (64,)
+    assert set(np.unique(ds.groups)) <= set(range(task.env.unwrapped.n_contexts))
+    n, t1 = ds.obs.shape[:2]
+    nodes = np.random.default_rng(0).choice(n * t1, 400, replace=False)
+    node_map = np.repeat(ds.groups, t1)[nodes]
+    _, mixed = transition_links(ds.obs, nodes)
+    _, kept = transition_links(ds.obs, nodes, ds.groups)
+    cross = lambda g: np.mean(node_map[g.tocoo().row] != node_map[g.tocoo().col])  # noqa: E731
+    assert cross(mixed) > 0.1
+    assert cross(kept) == 0.0
+
+
+def test_an_unseen_map_of_another_size_is_refused(tmp_path, capsys):
+    from hplan.cli import main
+
+    p = tmp_path / "small.txt"
+    p.write_text("#####\n#...#\n#...#\n#####\n")
+    rc = main(["bench", "--task", "two-rooms-random", "--layout", str(p), "--agents",
+               "flat-mpc", "--cache", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "is 4x5 cells; the task's maps are 16x16" in err and "Fix:" in err
+    assert not (tmp_path / "cache").exists()  # refused before any training
+
+
+UNSEEN = """\
+#########
+#...#...#
+#...#...#
+#.......#
+#.......#
+#...#...#
+#...#...#
+#...#...#
+#########
+"""
+
+
+def test_a_family_stack_benches_a_map_it_never_saw(tmp_path):
+    """Quick mode: a tiny stack trained on a 21-map family, then evaluated on a map
+    outside it (a 2-cell door where the family's are 1 cell) without training on it."""
+    import json
+
+    from hplan.cli import main
+
+    (tmp_path / "fam.toml").write_text(
+        'name = "fam"\nenv = "pointmaze"\nepisode_length = 40\n[env_args]\n'
+        'family = "two-rooms"\nfamily_args = {size = 9, door = 1, margin = 3}\n'
+        'start_goal = "random"\nout_of_sight = true\n'
+        '[stack.data]\nepisodes = 128\nsteps = 32\n')
+    test_map = tmp_path / "unseen.txt"
+    test_map.write_text(UNSEEN)
+    assert UNSEEN.strip() not in {lay.text for lay in two_rooms_family(9, 1, 3)}
+    out = tmp_path / "r.json"
+    rc = main(["bench", "--task", str(tmp_path / "fam.toml"), "--layout", str(test_map),
+               "--start", "2,1", "--goal", "6,7", "--agents", "flat-mpc-critic,hier-macro",
+               "--episodes", "2", "--train-steps", "100", "--critic-steps", "200",
+               "--cache", str(tmp_path / "cache"), "--json", str(out), "--no-latency"])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["task"] == "fam@unseen" and set(res["agents"]) == {"flat-mpc-critic",
+                                                                  "hier-macro"}
+    for row in res["agents"].values():
+        assert 0.0 <= row["spl"] <= row["success_rate"] <= 1.0
+    rec = res["episode_records"]["hier-macro"][0]
+    assert rec["start"] == [2.5, 1.5] and rec["goal"] == [6.5, 7.5]
+    assert rec["optimal_steps"] > 0
+    # Only the family's stack was trained; nothing on the test map.
+    assert [d.name.split("-")[0] for d in (tmp_path / "cache").iterdir()] == ["fam"]
+
+
+def test_per_map_graphs_never_cut_through_a_wall():
+    """Nodes either side of a thin wall: the data graph says at least half the true
+    (round through the door) distance; and one graph per map."""
+    from scipy.sparse.csgraph import shortest_path
+
+    from hplan.data.collect import collect
+    from hplan.tasks import TaskSpec, build
+    from hplan.wm.critic import group_graph_distances, path_links
+
+    spec = TaskSpec(name="fam", env="pointmaze", episode_length=50,
+                    env_args={"family": "two-rooms", "start_goal": "random",
+                              "family_args": {"size": 9, "door": 2, "margin": 4}})
+    task = build(spec)
+    inner = task.env.unwrapped
+    ds = collect(task, jax.random.key(1), episodes=400, steps=48)
+    _, dist, _ = group_graph_distances(ds.obs, ds.groups, 6 * 120, seed=0)
+    assert dist.shape[0] == inner.n_contexts == 6
+    step = np.percentile(np.linalg.norm(np.diff(ds.obs, axis=1), axis=-1), 95)
+    cells_per_step = step / (2.0 / 9)  # obs = 2 * pos / 9 - 1
+    checked = reachable = 0
+    rng = np.random.default_rng(0)
+    for ctx in np.unique(ds.groups):
+        eps = np.flatnonzero(ds.groups == ctx)
+        t1 = ds.obs.shape[1]
+        nodes = rng.choice(len(eps) * t1, 120, replace=False)
+        _, links = path_links(ds.obs[eps], nodes)
+        d = shortest_path(links, method="D")
+        pos = ds.xy[eps].reshape(-1, 2)[nodes]
+        lay = inner.layouts[ctx]
+        col = int(np.argmax(lay.walls[1:-1, 1:-1].sum(0))) + 1
+        a, b = np.nonzero((pos[:, None, 1] < col) & (pos[None, :, 1] > col + 1)
+                          & (np.abs(pos[:, None] - pos[None]).max(-1) < 2.5))
+        true = inner.oracle.geodesic(pos[a], pos[b], np.full(len(a), ctx)) * 0.5  # cells
+        graph = d[a, b] * cells_per_step
+        checked += len(a)
+        reachable += int(np.isfinite(graph).sum())
+        assert np.all(graph >= 0.5 * true), (ctx, np.min(graph / true))
+    assert checked > 50 and reachable > 0.3 * checked, (checked, reachable)

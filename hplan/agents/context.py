@@ -139,7 +139,7 @@ def data_edges(stack, data, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
     kind = snap_space(data)
     x = stack.encode(data.obs) if kind == "latent" else snap_data(data, kind)
-    _, g = transition_links(np.asarray(x, np.float32), index)
+    _, g = transition_links(np.asarray(x, np.float32), index, data.groups)
     g = g.tocoo()
     return g.row, g.col, g.data.astype(np.float32)
 

@@ -49,12 +49,18 @@ def make_collect(env, episodes: int, steps: int, policy: str = "mixed", rho: flo
                             lambda k: _actions(k, steps, size, False, rho), k_act)
         state = reset(k_env)
 
+        def keep(s):  # where it is, and which map it is on (a family of maps)
+            out = {k: v for k, v in s.metrics.items() if k == "xy"}
+            if getattr(env, "n_contexts", 1) > 1:
+                out["context"] = s.info["context"]
+            return out
+
         def body(s, a):
             s = env.step(s, a)
-            return s, (s.obs, {k: v for k, v in s.metrics.items() if k == "xy"})
+            return s, (s.obs, keep(s))
 
         _, (obs, aux) = jax.lax.scan(body, state, acts)
-        first = {k: v for k, v in state.metrics.items() if k == "xy"}
+        first = keep(state)
         obs = jnp.concatenate([state.obs[None], obs])
         aux = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, aux)
         return obs, acts, aux

@@ -37,6 +37,13 @@ class Dataset:
         """Goal-space positions [N, T+1, d] where the env reports them."""
         return self.aux.get("xy")
 
+    @property
+    def groups(self) -> np.ndarray | None:
+        """The map of each episode [N] where the env has several (`info["context"]`):
+        graphs over the data never join two maps."""
+        ctx = self.aux.get("context")
+        return None if ctx is None else np.asarray(ctx)[:, 0]
+
     def check_task(self, task) -> None:
         """Raise if this data was collected in a different environment."""
         want = task.key()

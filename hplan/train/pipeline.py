@@ -108,12 +108,20 @@ def train_stack(task, data, out: str | Path | None, cfg: StackConfig | None = No
         # Snap in observation space when it is a small vector: latents of states on two
         # sides of a thin wall can be close, which would let the graph cut through it.
         x = data.obs if data.obs.ndim == 3 else z
-        ids, dist = critic_lib.graph_distances(np.asarray(x, np.float32), cc.nodes, cc.seed)
+        if data.groups is None:
+            ids, dist = critic_lib.graph_distances(np.asarray(x, np.float32), cc.nodes,
+                                                   cc.seed)
+        else:  # a family of maps: one graph per map
+            ids, dist, gid = critic_lib.group_graph_distances(
+                np.asarray(x, np.float32), data.groups, cc.nodes, cc.seed)
     for level, stride in enumerate(wm.strides):
         name = f"critic{level}"
         cgraph, copt, cstate = critic_lib.init_state(wm, cc, tc.seed)
         zj = S.replicate(z, mesh)
-        if cc.method == "graph":
+        if cc.method == "graph" and data.groups is not None:
+            cchunk = critic_lib.make_group_graph_chunk(cgraph, copt, zj, ids, dist, gid,
+                                                       stride, cc, mesh=mesh)
+        elif cc.method == "graph":
             cchunk = critic_lib.make_graph_chunk(cgraph, copt, zj, ids, dist, stride, cc,
                                                  mesh=mesh)
         else:

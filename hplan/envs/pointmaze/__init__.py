@@ -156,6 +156,23 @@ def maze_layouts(layout, family, family_args, base_dir) -> list[Layout]:
     return [layout if isinstance(layout, Layout) else read_layout(layout, base_dir)]
 
 
+def unseen_map_args(env_args: dict, layout_file: str, base_dir: str | None = None) -> dict:
+    """A task's `[env_args]` with its map(s) replaced by one layout file it never trained
+    on (same world otherwise: observations, step size, frame size). Refused with the fix
+    when the layout's size differs from the maps the task's stack was trained on."""
+    trained = maze_layouts(env_args.get("layout"), env_args.get("family"),
+                           env_args.get("family_args"), base_dir)
+    new = read_layout(layout_file)
+    if new.shape != trained[0].shape:
+        h, w = trained[0].shape
+        raise ConfigError("layout", f"{layout_file} is {new.shape[0]}x{new.shape[1]} cells; "
+                          f"the task's maps are {h}x{w}",
+                          f"draw the test map on a {h}x{w} grid (border walls included)")
+    out = {k: v for k, v in env_args.items()
+           if k not in ("layout", "family", "family_args", "start", "goal", "pairs")}
+    return {**out, "layout": str(Path(layout_file).resolve())}
+
+
 def goal_task(world, layout: str | Layout | None, base_dir: str | None, start_goal: str,
               min_distance: int, start, goal, pairs, waypoints,
               success_radius: float, family: str | None = None, family_args=None,
@@ -283,3 +300,6 @@ make_maze.world_args = ("layout", "family", "family_args", "max_step", "slip_pro
                         "image_size")
 make_maze_mjx.world_args = ("layout", "cell_size", "max_step", "time_constant", "backend")
 make_antmaze.world_args = ("layout", "cell_size", "backend")
+make_maze.unseen_map_args = unseen_map_args
+make_maze_mjx.unseen_map_args = unseen_map_args
+make_antmaze.unseen_map_args = unseen_map_args
