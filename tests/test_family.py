@@ -226,7 +226,8 @@ def test_per_map_graphs_never_cut_through_a_wall():
     task = build(spec)
     inner = task.env.unwrapped
     ds = collect(task, jax.random.key(1), episodes=400, steps=48)
-    _, dist, _ = group_graph_distances(ds.obs, ds.groups, 6 * 120, seed=0)
+    _, dist, _, node_at = group_graph_distances(ds.obs, ds.groups, 6 * 120, seed=0)
+    assert node_at.shape == (6, 120, 2)
     assert dist.shape[0] == inner.n_contexts == 6
     step = np.percentile(np.linalg.norm(np.diff(ds.obs, axis=1), axis=-1), 95)
     cells_per_step = step / (2.0 / 9)  # obs = 2 * pos / 9 - 1

@@ -112,7 +112,7 @@ def train_stack(task, data, out: str | Path | None, cfg: StackConfig | None = No
             ids, dist = critic_lib.graph_distances(np.asarray(x, np.float32), cc.nodes,
                                                    cc.seed)
         else:  # a family of maps: one graph per map
-            ids, dist, gid = critic_lib.group_graph_distances(
+            ids, dist, gid, node_at = critic_lib.group_graph_distances(
                 np.asarray(x, np.float32), data.groups, cc.nodes, cc.seed)
     for level, stride in enumerate(wm.strides):
         name = f"critic{level}"
@@ -120,7 +120,7 @@ def train_stack(task, data, out: str | Path | None, cfg: StackConfig | None = No
         zj = S.replicate(z, mesh)
         if cc.method == "graph" and data.groups is not None:
             cchunk = critic_lib.make_group_graph_chunk(cgraph, copt, zj, ids, dist, gid,
-                                                       stride, cc, mesh=mesh)
+                                                       node_at, stride, cc, mesh=mesh)
         elif cc.method == "graph":
             cchunk = critic_lib.make_graph_chunk(cgraph, copt, zj, ids, dist, stride, cc,
                                                  mesh=mesh)
