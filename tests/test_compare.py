@@ -85,7 +85,8 @@ def test_bench_cli_end_to_end_on_an_unseen_layout(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, match", [
     (["bench", "--task", "open", "--agents", "nope"], "unknown agent.*Known: .*flat-true"),
-    (["bench", "--task", "open", "--layout", "x.txt"], "exactly one of --task"),
+    (["bench", "--agents", "flat-mpc"], "give --task NAME, --layout FILE, or both"),
+    (["bench", "--task", "open", "--layout", "x.txt"], "layout file 'x.txt' not found"),
     (["bench", "--task", "open", "--start", "1,1"], "--start/--goal go with --layout"),
 ])
 def test_bench_bad_input(argv, match, capsys):

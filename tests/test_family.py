@@ -196,7 +196,7 @@ def test_a_family_stack_benches_a_map_it_never_saw(tmp_path):
     out = tmp_path / "r.json"
     rc = main(["bench", "--task", str(tmp_path / "fam.toml"), "--layout", str(test_map),
                "--start", "2,1", "--goal", "6,7", "--agents", "flat-mpc-critic,hier-macro",
-               "--episodes", "2", "--train-steps", "100", "--critic-steps", "200",
+               "--episodes", "2", "--train-steps", "250", "--critic-steps", "500",
                "--cache", str(tmp_path / "cache"), "--json", str(out), "--no-latency"])
     assert rc == 0
     res = json.loads(out.read_text())

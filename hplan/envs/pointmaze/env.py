@@ -154,8 +154,10 @@ class PointMaze:
     def explore_reset(self, key: jax.Array) -> State:
         """A uniformly random map and free cell, jittered within it: exploration data then
         covers every map, not just the task's starts."""
-        k_map, k_cell, k_jit, k_next = jax.random.split(key, 4)
-        ctx = jax.random.randint(k_map, (), 0, self.n_contexts)
+        k_cell, k_jit, k_next = jax.random.split(key, 3)
+        # One map draws as it always did (same data for a single-map task's seed).
+        ctx = (jax.random.randint(jax.random.fold_in(k_cell, 1), (), 0, self.n_contexts)
+               if self.n_contexts > 1 else jnp.int32(0))
         cell = self._free[ctx, jax.random.randint(k_cell, (), 0, self._n_free[ctx])]
         pos = cell + 0.5 + jax.random.uniform(k_jit, (2,), minval=-0.45, maxval=0.45)
         return self.reset_at(k_next, pos, NO_EVENTS, ctx)
