@@ -325,9 +325,12 @@ def make_group_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: n
     counts = np.bincount(np.asarray(gid))
     starts = jnp.asarray(np.concatenate([[0], np.cumsum(counts)[:-1]]))
     order, counts = jnp.asarray(order), jnp.asarray(counts)
-    # Pairs the data never joined are unknown, not far: a map whose data never crossed
-    # its door would teach "far" for the same door another map's data went through.
+    # Pairs the data never joined are not "as far as anything gets": a map whose data
+    # never crossed its door would teach that for the same door another map's data went
+    # through. They only teach a floor (half the longest known distances), the one thing
+    # they do say: no short way between them was ever seen.
     far = dist.max()
+    floor = 0.5 * np.percentile(np.asarray(dist)[np.asarray(dist) < far], 95)
     base = jax.random.key(cc.seed + 2)
 
     def update(state, _):
@@ -349,7 +352,8 @@ def make_group_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: n
         def loss_fn(params):
             v = nnx.merge(graphdef, params)(z[i, ti], z[gi, gt])
             err = known * (v - y) ** 2 / (1.0 + y)
-            return jnp.sum(err) / jnp.maximum(jnp.sum(known), 1.0), jnp.mean(v)
+            err = err + (1.0 - known) * jax.nn.relu(floor - v) ** 2 / (1.0 + floor)
+            return jnp.mean(err), jnp.mean(v)
 
         (loss, vmean), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         upd, opt_state = opt.update(grads, state["opt"], state["params"])
