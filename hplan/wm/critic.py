@@ -292,16 +292,8 @@ def make_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: np.ndar
         gt = jax.random.randint(ks[3], (b,), 0, t1)
         i, ti, gi, gt = (shard_batch(x, mesh) for x in (i, ti, gi, gt))
         y = dist[ids[i, ti], ids[gi, gt]]
-
-        def loss_fn(params):
-            v = nnx.merge(graphdef, params)(z[i, ti], z[gi, gt])
-            return jnp.mean((v - y) ** 2 / (1.0 + y)), jnp.mean(v)
-
-        (loss, vmean), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        upd, opt_state = opt.update(grads, state["opt"], state["params"])
-        params = optax.apply_updates(state["params"], upd)
-        return ({"params": params, "target": params, "opt": opt_state,
-                 "step": state["step"] + 1}, {"critic_loss": loss, "v_mean": vmean})
+        return _regress(graphdef, opt, state, z[i, ti], z[gi, gt],
+                        lambda v: jnp.mean((v - y) ** 2 / (1.0 + y)))
 
     def chunk(state):
         return jax.lax.scan(update, state, None, length=cc.chunk)
@@ -309,14 +301,27 @@ def make_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: np.ndar
     return chunk
 
 
+def _regress(graphdef, opt, state, za: jax.Array, zg: jax.Array, loss_of):
+    """One critic update: `loss_of(V(za, zg))`, the new state and its metrics."""
+
+    def loss_fn(params):
+        v = nnx.merge(graphdef, params)(za, zg)
+        return loss_of(v), jnp.mean(v)
+
+    (loss, vmean), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    upd, opt_state = opt.update(grads, state["opt"], state["params"])
+    params = optax.apply_updates(state["params"], upd)
+    return ({"params": params, "target": params, "opt": opt_state,
+             "step": state["step"] + 1}, {"critic_loss": loss, "v_mean": vmean})
+
+
 def make_group_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: np.ndarray,
                            gid: np.ndarray, node_at: np.ndarray, stride: int,
                            cc: CriticConfig, mesh=None):
     """`make_graph_chunk` over `group_graph_distances`: goals are states of the same map,
     a third each from the same trajectory, anywhere on the map, and among the state's
-    nearest nodes in latent space (hard pairs: on two-rooms-random the critic trained
-    without them put cells either side of the wall at 0.14x their true distance); a goal
-    on another map is never asked for."""
+    nearest nodes in latent space (hard pairs: near in the latent, far round a wall); a
+    goal on another map is never asked for."""
     n, t1, _ = z.shape
     near = jnp.asarray(latent_neighbours(np.asarray(z), node_at))
     node_at = jnp.asarray(node_at)
@@ -349,17 +354,11 @@ def make_group_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: n
         y = dist[g, ids[i, ti], ids[gi, gt]]
         known = (y < far).astype(jnp.float32)
 
-        def loss_fn(params):
-            v = nnx.merge(graphdef, params)(z[i, ti], z[gi, gt])
+        def loss_of(v):
             err = known * (v - y) ** 2 / (1.0 + y)
-            err = err + (1.0 - known) * jax.nn.relu(floor - v) ** 2 / (1.0 + floor)
-            return jnp.mean(err), jnp.mean(v)
+            return jnp.mean(err + (1.0 - known) * jax.nn.relu(floor - v) ** 2 / (1.0 + floor))
 
-        (loss, vmean), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        upd, opt_state = opt.update(grads, state["opt"], state["params"])
-        params = optax.apply_updates(state["params"], upd)
-        return ({"params": params, "target": params, "opt": opt_state,
-                 "step": state["step"] + 1}, {"critic_loss": loss, "v_mean": vmean})
+        return _regress(graphdef, opt, state, z[i, ti], z[gi, gt], loss_of)
 
     def chunk(state):
         return jax.lax.scan(update, state, None, length=cc.chunk)
