@@ -114,13 +114,14 @@ def train_stack(task, data, out: str | Path | None, cfg: StackConfig | None = No
         else:  # a family of maps: one graph per map
             ids, dist, gid, node_at = critic_lib.group_graph_distances(
                 np.asarray(x, np.float32), data.groups, cc.nodes, cc.seed)
+            near = critic_lib.latent_neighbours(np.asarray(z), node_at)  # once, all levels
     for level, stride in enumerate(wm.strides):
         name = f"critic{level}"
         cgraph, copt, cstate = critic_lib.init_state(wm, cc, tc.seed)
         zj = S.replicate(z, mesh)
         if cc.method == "graph" and data.groups is not None:
             cchunk = critic_lib.make_group_graph_chunk(cgraph, copt, zj, ids, dist, gid,
-                                                       node_at, stride, cc, mesh=mesh)
+                                                       node_at, near, stride, cc, mesh=mesh)
         elif cc.method == "graph":
             cchunk = critic_lib.make_graph_chunk(cgraph, copt, zj, ids, dist, stride, cc,
                                                  mesh=mesh)

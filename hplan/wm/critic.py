@@ -108,20 +108,17 @@ def make_chunk(graphdef, opt, z: jax.Array, stride: int, cc: CriticConfig, mesh=
     return chunk
 
 
-def graph_distances(z: np.ndarray, n_nodes: int, seed: int = 0,
-                    groups: np.ndarray | None = None):
+def graph_distances(z: np.ndarray, n_nodes: int, seed: int = 0):
     """Shortest-path step counts over the dataset's own transitions (search on the data).
 
     Every state is snapped to its nearest of `n_nodes` sampled dataset states; each
     observed transition is an edge of cost 1, so walls (never crossed by data) are
     respected and separate trajectories are stitched where they pass the same node.
-    `groups` [N]: episodes of different groups (maps) never share a node.
     Returns (node id per state [N, T+1], distances [n_nodes, n_nodes] in steps).
     """
     n, t1, _ = z.shape
     rng = np.random.default_rng(seed)
-    ids, dist = transition_graph(z, rng.choice(n * t1, min(n_nodes, n * t1), replace=False),
-                                 groups=groups)
+    ids, dist = transition_graph(z, rng.choice(n * t1, min(n_nodes, n * t1), replace=False))
     finite = np.isfinite(dist)
     dist[~finite] = dist[finite].max() + 1
     return ids, dist
@@ -134,7 +131,8 @@ def group_graph_distances(z: np.ndarray, groups: np.ndarray, n_nodes: int, seed:
     spacing that resolves its walls (one graph of 4096 nodes over 104 two-room maps
     spaced them 2 cells apart, and the critic put cells either side of a wall 0.05x their
     true distance apart). Returns (node id within its group's graph per state [N, T+1],
-    distances [G, m, m] padded with the unreachable value, group index per episode [N])."""
+    distances [G, m, m] padded with the unreachable value, group index per episode [N],
+    each node's state as (episode, step) [G, m, 2])."""
     from scipy.sparse.csgraph import shortest_path
 
     n, t1, _ = z.shape
@@ -167,18 +165,20 @@ def latent_neighbours(z: np.ndarray, node_at: np.ndarray, k: int = 8) -> np.ndar
     excluded). Goals among them are the pairs a critic gets wrong: near in the latent,
     far round a wall."""
     zn = z[node_at[..., 0], node_at[..., 1]]  # [G, m, d]
-    d2 = ((zn[:, :, None] - zn[:, None]) ** 2).sum(-1)
-    d2[:, np.arange(zn.shape[1]), np.arange(zn.shape[1])] = np.inf
-    return np.argsort(d2, axis=-1)[..., :k]
+    out = []
+    for zg in zn:  # a map at a time: [m, m, d], not [G, m, m, d]
+        d2 = ((zg[:, None] - zg[None]) ** 2).sum(-1)
+        d2[np.arange(len(zg)), np.arange(len(zg))] = np.inf
+        out.append(np.argsort(d2, axis=-1)[:, :k])
+    return np.stack(out)
 
 
-def transition_graph(z: np.ndarray, node_idx: np.ndarray, directed: bool = True,
-                     groups: np.ndarray | None = None):
+def transition_graph(z: np.ndarray, node_idx: np.ndarray, directed: bool = True):
     """`graph_distances` over given nodes (flat indices into `z` [N, T+1, d]); pairs the
     data never joins are `inf`."""
     from scipy.sparse.csgraph import shortest_path
 
-    ids, g = transition_links(z, node_idx, groups)
+    ids, g = transition_links(z, node_idx)
     return ids, shortest_path(g, method="D", directed=directed).astype(np.float32)
 
 
@@ -316,15 +316,14 @@ def _regress(graphdef, opt, state, za: jax.Array, zg: jax.Array, loss_of):
 
 
 def make_group_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: np.ndarray,
-                           gid: np.ndarray, node_at: np.ndarray, stride: int,
-                           cc: CriticConfig, mesh=None):
+                           gid: np.ndarray, node_at: np.ndarray, near: np.ndarray,
+                           stride: int, cc: CriticConfig, mesh=None):
     """`make_graph_chunk` over `group_graph_distances`: goals are states of the same map,
     a third each from the same trajectory, anywhere on the map, and among the state's
-    nearest nodes in latent space (hard pairs: near in the latent, far round a wall); a
-    goal on another map is never asked for."""
+    nearest nodes in latent space (`near`, from `latent_neighbours`: hard pairs, near in
+    the latent, far round a wall); a goal on another map is never asked for."""
     n, t1, _ = z.shape
-    near = jnp.asarray(latent_neighbours(np.asarray(z), node_at))
-    node_at = jnp.asarray(node_at)
+    near, node_at = jnp.asarray(near), jnp.asarray(node_at)
     ids, dist, gid = jnp.asarray(ids), jnp.asarray(dist) / stride, jnp.asarray(gid)
     order = np.argsort(np.asarray(gid), kind="stable")
     counts = np.bincount(np.asarray(gid))
