@@ -206,7 +206,14 @@ def _cell(text: str) -> list[int]:
     return [r, c]
 
 
-def layout_task(path: str, start=None, goal=None, min_distance: int | None = None):
+def _band(min_distance: int | None, max_distance: int | None) -> dict:
+    """The random-pair distance band's env args (only what was given)."""
+    out = {} if min_distance is None else {"min_distance": min_distance}
+    return out if max_distance is None else {**out, "max_distance": max_distance}
+
+
+def layout_task(path: str, start=None, goal=None, min_distance: int | None = None,
+                max_distance: int | None = None):
     """A point-maze task for any ASCII layout file, sized from the layout."""
     from hplan import tasks
     from hplan.core import factory
@@ -218,8 +225,7 @@ def layout_task(path: str, start=None, goal=None, min_distance: int | None = Non
         args.update(start_goal="fixed", start=start, goal=goal)
     else:
         args["start_goal"] = "random"
-        if min_distance is not None:
-            args["min_distance"] = min_distance
+        args.update(_band(min_distance, max_distance))
     fn = factory("pointmaze")
     defaults = fn.task_defaults(args)
     length = defaults.pop("episode_length")
@@ -235,7 +241,7 @@ def layout_task(path: str, start=None, goal=None, min_distance: int | None = Non
 
 
 def unseen_map_task(train_task, path: str, start=None, goal=None,
-                    min_distance: int | None = None):
+                    min_distance: int | None = None, max_distance: int | None = None):
     """`train_task` with its map(s) swapped for the layout file `path` (the env's
     `unseen_map_args` hook), the same episode length; starts and goals as `layout_task`."""
     from hplan import tasks
@@ -254,8 +260,8 @@ def unseen_map_task(train_task, path: str, start=None, goal=None,
         if start is None or goal is None:
             raise ValueError("give both --start and --goal, or neither")
         args.update(start_goal="fixed", start=start, goal=goal, out_of_sight=False)
-    elif min_distance is not None:
-        args["min_distance"] = min_distance
+    else:
+        args.update(_band(min_distance, max_distance))
     spec = tasks.TaskSpec(name=f"{train_task.name}@{Path(path).stem}", env=train_task.spec.env,
                           env_args=args, episode_length=train_task.spec.episode_length,
                           stack=train_task.spec.stack)
@@ -288,9 +294,10 @@ def _bench(args) -> int:
     if args.task and args.layout:
         train_task = tasks.load(args.task)
         task = unseen_map_task(train_task, args.layout, args.start, args.goal,
-                               args.min_distance)
+                               args.min_distance, args.max_distance)
     elif args.layout:
-        task = layout_task(args.layout, args.start, args.goal, args.min_distance)
+        task = layout_task(args.layout, args.start, args.goal, args.min_distance,
+                           args.max_distance)
     else:
         if args.start or args.goal:
             raise ValueError("--start/--goal go with --layout; a --task sets its own")
@@ -353,7 +360,7 @@ def _demo(args) -> int:
     out = Path(args.out)
     print(f"[demo] hplan main job on task {args.task!r}; everything lands in {out}/")
     ns = argparse.Namespace(
-        task=args.task, layout=None, start=None, goal=None, min_distance=None,
+        task=args.task, layout=None, start=None, goal=None, min_distance=None, max_distance=None,
         agents="flat-true,flat-mpc,flat-mpc-critic,hier-2", episodes=args.episodes,
         seed=args.seed, json=str(out / "bench.json"), plot=str(out / "bench.png"),
         cache=str(out / "cache"), train_steps=args.train_steps,
@@ -452,11 +459,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("bench", help="hierarchical vs flat agents at matched compute")
     s.add_argument("--task", default=None, help="shipped task name or .toml")
-    s.add_argument("--layout", default=None, help="any ASCII maze layout file (pointmaze)")
+    s.add_argument("--layout", default=None,
+                   help="any ASCII maze layout file (pointmaze), or a folder of them (a family "
+                        "of same-sized maps, one per episode)")
     s.add_argument("--start", type=_cell, default=None, help="ROW,COL (with --layout)")
     s.add_argument("--goal", type=_cell, default=None, help="ROW,COL (with --layout)")
     s.add_argument("--min-distance", type=int, default=None,
                    help="random start/goal pairs at least this many cells apart")
+    s.add_argument("--max-distance", type=int, default=None,
+                   help="and at most this many (e.g. 9 and 12: HWM's medium pairs)")
     s.add_argument("--agents", default="flat-true,flat-mpc,flat-mpc-critic,hier-2")
     s.add_argument("--episodes", type=int, default=20)
     s.add_argument("--seed", type=int, default=0)

@@ -73,6 +73,9 @@ class TaskSpec:
             path = Path(base_dir or TASKS_DIR) / v if isinstance(v, str) else None
             if path is not None and "\n" not in v and path.is_file():
                 v = "file:" + hashlib.sha256(path.read_bytes()).hexdigest()
+            elif path is not None and "\n" not in v and path.is_dir():  # a folder of maps
+                v = "dir:" + hashlib.sha256(b"".join(
+                    f.read_bytes() for f in sorted(path.glob("*.txt")))).hexdigest()
             args[k] = v
         blob = json.dumps({"env": self.env, "args": args}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

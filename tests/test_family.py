@@ -165,6 +165,36 @@ def test_an_unseen_map_of_another_size_is_refused(tmp_path, capsys):
     assert not (tmp_path / "cache").exists()  # refused before any training
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), lo=st.integers(2, 8), width=st.integers(0, 4))
+def test_random_pairs_keep_to_the_distance_band(seed, lo, width):
+    """HWM's medium/hard protocol: every start-goal pair lo..hi BFS cells apart, on every
+    map of the family; a band no pair fits is refused with the longest distance."""
+    lays = corridor_mazes(3, (3, 3), seed)
+    env = make_maze(layout=[lay.text for lay in lays], start_goal="random", min_distance=lo,
+                    max_distance=lo + width)
+    starts = np.floor(np.asarray(env.starts)).astype(int)
+    goals = np.floor(np.asarray(env.goals)).astype(int)
+    for s, g, c in zip(starts, goals, np.asarray(env.contexts), strict=True):
+        d = lays[c].distance(tuple(s), tuple(g))
+        assert lo <= d <= lo + width
+    with pytest.raises(ConfigError, match="no start/goal pair.*longest geodesic"):
+        make_maze(layout=lays[0].text, start_goal="random", min_distance=90, max_distance=95)
+
+
+def test_a_folder_of_layouts_is_a_family(tmp_path):
+    for i, lay in enumerate(corridor_mazes(2, (3, 3), 7)):
+        (tmp_path / f"m{i}.txt").write_text(lay.text)
+    env = make_maze(layout=str(tmp_path), start_goal="random", min_distance=2)
+    assert env.unwrapped.n_contexts == 2 and set(np.asarray(env.contexts)) == {0, 1}
+    (tmp_path / "odd.txt").write_text("#####\n#...#\n#####\n")
+    with pytest.raises(ConfigError, match="is 3x5 cells but .* is 7x7.*share one size"):
+        make_maze(layout=str(tmp_path), start_goal="random")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"no \*\.txt maps"):
+        make_maze(layout=str(tmp_path / "empty"), start_goal="random")
+
+
 UNSEEN = """\
 #########
 #...#...#

@@ -1,9 +1,11 @@
 """The point-mass maze: layouts, the pure-JAX env, its oracle, generated maze families.
 
 Registered as `env = "pointmaze"`. Its `[env_args]`: `layout` (ASCII text, or a file
-relative to the task file) or `family` (a generated family of same-sized maps, one per
+relative to the task file; a list of them, or a folder of `*.txt` files, is a family of
+same-sized maps) or `family` (a generated family of same-sized maps, one per
 episode, from `generate.FAMILIES`, with `family_args`), `start_goal` ("fixed": the S/G
-cells or `start`/`goal`; "random": pairs at least `min_distance` BFS cells apart, and with
+cells or `start`/`goal`; "random": pairs at least `min_distance` BFS cells apart (and at most
+`max_distance`, when set), and with
 `out_of_sight = true` only pairs whose straight line crosses a wall; "pairs": the listed
 `pairs`),
 `waypoints` (cells visited in order before the goal), `success_radius` (cells),
@@ -66,7 +68,7 @@ def read_layout(layout: str, base_dir: str | Path | None = None) -> Layout:
 
 
 def pairs_of(layout: Layout, start_goal: str, min_distance: int = 0, start=None, goal=None,
-             pairs=()) -> tuple[np.ndarray, np.ndarray]:
+             pairs=(), max_distance: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Start and goal cells [n, 2] for a start/goal rule."""
     free, idx, dist = layout.free_cells, layout.cell_index(), layout.distances()
 
@@ -112,10 +114,17 @@ def pairs_of(layout: Layout, start_goal: str, min_distance: int = 0, start=None,
     if start_goal != "random":
         raise ConfigError("start_goal", f"unknown start_goal={start_goal!r}",
                           "use 'fixed', 'random' or 'pairs'")
-    si, gi = np.nonzero(dist >= max(min_distance, 1))
+    band = dist >= max(min_distance, 1)
+    if max_distance:
+        if max_distance < min_distance:
+            raise ConfigError("max_distance", f"max_distance={max_distance} < min_distance="
+                              f"{min_distance}", "set max_distance >= min_distance (0: none)")
+        band &= dist <= max_distance
+    si, gi = np.nonzero(band)
     if len(si) == 0:
-        raise ConfigError("min_distance", f"no start/goal pair is {min_distance} cells "
-                          f"apart; the longest geodesic distance here is {dist.max()}",
+        within = f"{min_distance}-{max_distance}" if max_distance else f"{min_distance}"
+        raise ConfigError("min_distance", f"no start/goal pair of {layout.source} is {within} "
+                          f"cells apart; the longest geodesic distance there is {dist.max()}",
                           f"set min_distance <= {dist.max()}")
     if len(si) > MAX_PAIRS:
         keep = np.random.default_rng(0).choice(len(si), MAX_PAIRS, replace=False)
@@ -153,6 +162,23 @@ def maze_layouts(layout, family, family_args, base_dir) -> list[Layout]:
                           "set layout = FILE for one map, or family = NAME for many")
     if family is not None:
         return family_layouts(family, family_args)
+    folder = Path(base_dir or ".") / layout.strip() if isinstance(layout, str) \
+        and "\n" not in layout.strip() else None
+    if folder is not None and folder.is_dir():
+        layout = sorted(str(p) for p in folder.glob("*.txt"))
+        if not layout:
+            raise ConfigError("layout", "the layout folder holds no *.txt maps",
+                              "put one ASCII layout per .txt file there")
+    if isinstance(layout, list | tuple):
+        lays = [x if isinstance(x, Layout) else read_layout(x, base_dir) for x in layout]
+        if not lays:
+            raise ConfigError("layout", "an empty list of layouts", "name at least one map")
+        for lay in lays[1:]:
+            if lay.shape != lays[0].shape:
+                raise ConfigError("layout", f"{lay.source} is {lay.shape[0]}x{lay.shape[1]} "
+                                  f"cells but {lays[0].source} is {lays[0].shape[0]}x"
+                                  f"{lays[0].shape[1]}", "a family's maps share one size")
+        return lays
     return [layout if isinstance(layout, Layout) else read_layout(layout, base_dir)]
 
 
@@ -162,12 +188,12 @@ def unseen_map_args(env_args: dict, layout_file: str, base_dir: str | None = Non
     when the layout's size differs from the maps the task's stack was trained on."""
     trained = maze_layouts(env_args.get("layout"), env_args.get("family"),
                            env_args.get("family_args"), base_dir)
-    new = read_layout(layout_file)
-    if new.shape != trained[0].shape:
-        h, w = trained[0].shape
-        raise ConfigError("layout", f"{layout_file} is {new.shape[0]}x{new.shape[1]} cells; "
-                          f"the task's maps are {h}x{w}",
-                          f"draw the test map on a {h}x{w} grid (border walls included)")
+    h, w = trained[0].shape
+    for new in maze_layouts(str(Path(layout_file).resolve()), None, None, None):
+        if new.shape != (h, w):
+            raise ConfigError("layout", f"{new.source} is {new.shape[0]}x{new.shape[1]} "
+                              f"cells; the task's maps are {h}x{w}",
+                              f"draw the test map on a {h}x{w} grid (border walls included)")
     out = {k: v for k, v in env_args.items()
            if k not in ("layout", "family", "family_args", "start", "goal", "pairs")}
     return {**out, "layout": str(Path(layout_file).resolve())}
@@ -176,7 +202,7 @@ def unseen_map_args(env_args: dict, layout_file: str, base_dir: str | None = Non
 def goal_task(world, layout: str | Layout | None, base_dir: str | None, start_goal: str,
               min_distance: int, start, goal, pairs, waypoints,
               success_radius: float, family: str | None = None, family_args=None,
-              sight: bool = True) -> GoalWrapper:
+              sight: bool = True, max_distance: int = 0) -> GoalWrapper:
     """`world(layout or [layouts]) -> env` (any maze world in goal space (row, col)) with
     the task's start/goal pairs and waypoints (cell centres), checked before the world is
     built. A family's pairs are drawn on every map, each pair tagged with its map."""
@@ -188,7 +214,7 @@ def goal_task(world, layout: str | Layout | None, base_dir: str | None, start_go
     rng = np.random.default_rng(0)
     starts, goals, ctx = [], [], []
     for i, lay in enumerate(lays):
-        s, g = pairs_of(lay, start_goal, min_distance, start, goal, pairs)
+        s, g = pairs_of(lay, start_goal, min_distance, start, goal, pairs, max_distance)
         if not sight:
             keep = out_of_sight(lay, s, g)
             if not keep.any():
@@ -234,13 +260,14 @@ def make_maze(layout: str | Layout | None = None, start_goal: str = "fixed",
               success_radius: float = 0.5, max_step: float = 0.5, slip_prob: float = 0.0,
               obs: str = "state", image_size: int = 32, events=(),
               family: str | None = None, family_args: dict | None = None,
-              out_of_sight: bool = False, base_dir: str | None = None) -> GoalWrapper:
+              out_of_sight: bool = False, max_distance: int = 0,
+              base_dir: str | None = None) -> GoalWrapper:
     """A goal-reaching point maze (the `pointmaze` factory)."""
     cfg = MazeConfig(max_step=max_step, slip_prob=slip_prob, obs_type=obs,
                      image_size=image_size, events=wall_events(events))
     return goal_task(lambda lay: PointMaze(lay, cfg), layout, base_dir, start_goal,
                      min_distance, start, goal, pairs, waypoints, success_radius,
-                     family, family_args, sight=not out_of_sight)
+                     family, family_args, sight=not out_of_sight, max_distance=max_distance)
 
 
 def make_maze_mjx(layout: str | Layout, start_goal: str = "fixed", min_distance: int = 0,
