@@ -291,6 +291,9 @@ def _bench(args) -> int:
         raise ValueError("give --task NAME, --layout FILE, or both (a task's stack on a map "
                          "it never trained on)")
     train_task = None
+    if args.layout and not Path(args.layout).exists():
+        raise ValueError(f"layout file {args.layout!r} not found. Fix: give the path of an "
+                         "ASCII layout file or a folder of them")
     if args.task and args.layout:
         train_task = tasks.load(args.task)
         task = unseen_map_task(train_task, args.layout, args.start, args.goal,
