@@ -27,6 +27,8 @@ def test_reacher_behind_the_protocol():
     np.testing.assert_allclose(s2.info["goal_obs"], s.obs)  # the goal is held
 
 
+# slow (~55 s): trains a stack; the protocol test above covers the env by default.
+@pytest.mark.slow
 def test_an_agent_runs_on_reacher_end_to_end():
     """Task file form, exploration data, a (tiny) world model, flat MPC over it: the same
     code path as the maze, a few steps of it."""

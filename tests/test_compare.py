@@ -54,6 +54,8 @@ def test_layout_task_sizes_itself(tmp_path):
     assert t2.episode_length >= 60
 
 
+# slow (~140 s): trains a stack; test_family's unseen-map bench covers the CLI by default.
+@pytest.mark.slow
 def test_bench_cli_end_to_end_on_an_unseen_layout(tmp_path, capsys):
     p = tmp_path / "m.txt"
     p.write_text(LAYOUT)

@@ -118,6 +118,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# slow (~60 s): two processes compile and train; the 4-device test covers sharding by default.
+@pytest.mark.slow
 def test_two_processes_train_together_and_agree(tmp_path):
     port = str(_free_port())
     procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(TWO), str(i), port,
