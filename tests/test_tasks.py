@@ -130,7 +130,8 @@ def test_unknown_key_and_bad_toml(tmp_path):
 
 def test_min_distance_too_large(tmp_path):
     p = _write(tmp_path, GOOD + 'start_goal = "random"\nmin_distance = 50\n')
-    with pytest.raises(ValueError, match="no start/goal pair of .* is 50 cells apart.*longest .* is 2"):
+    with pytest.raises(ValueError,
+                       match="no start/goal pair of .* is 50 cells apart.*longest .* is 2"):
         tasks.load(p)
 
 
