@@ -20,21 +20,21 @@ OPEN = """
 """
 
 
-def _errors(events, steps=24):
-    """An agent pushing right along row 2, predicting with the world as it was (the exact
-    model of the layout without events): per-step errors and spikes."""
+def _errors(events, steps=24, speed=1.0, cfg=surprise.SurpriseConfig(threshold=0.5)):
+    """An agent pushing right along row 2 at `speed` (1: full speed, half a cell per step),
+    predicting with the world as it was (the exact model of the layout without events):
+    per-step errors and spikes."""
     env = make_maze(OPEN, start=[2, 1], goal=[2, 7], events=events)
     inner = env.env
-    cfg = surprise.SurpriseConfig(threshold=0.5)
     scale = float(np.linalg.norm(inner.observe(jnp.array([2.5, 2.0]))
                                  - inner.observe(jnp.array([2.5, 1.5]))))
-    a = jnp.array([0.0, 1.0])  # full speed, half a cell per step
+    a = jnp.array([0.0, speed])
 
     def step(carry, _):
         state, s = carry
         z = state.obs
         s, spike = surprise.observe(cfg, s, z, scale)
-        s = surprise.predicted(s, inner.observe(inner.move(state.metrics["xy"], a)))
+        s = surprise.predicted(s, z, inner.observe(inner.move(state.metrics["xy"], a)), scale)
         return (env.step(state, a), s), (s.error, spike)
 
     state = env.reset(jax.random.key(0))
@@ -54,6 +54,26 @@ def test_surprise_fires_when_a_wall_appears_and_not_in_a_constant_world():
     assert not spike[:first].any() and spike[first:].all()
 
 
+WALL = [{"step": 2, "close": [[1, 6], [2, 6], [3, 6]]}]
+
+
+def test_the_miss_rule_fires_at_any_pushing_speed_where_a_fixed_threshold_does_not():
+    miss = surprise.SurpriseConfig(miss=0.9)
+    for speed in (1.0, 0.4):
+        err, spike = _errors((), 40, speed, miss)
+        assert not spike.any(), (speed, np.round(err, 2))
+        # Blocked, the agent stays put: the error is the whole predicted step, so the
+        # miss rule fires every step from the first push on, slow or fast.
+        err, spike = _errors(WALL, 40, speed, miss)
+        first = int(np.argmax(spike))
+        assert spike.any() and spike[first:].all(), (speed, np.round(err, 2))
+        assert err[first] > 0.35 * speed
+    # Pushing at 0.4 of a base step the error stays under baseline + 0.5: the fixed
+    # threshold never fires (the door-closes stack where it missed).
+    err, spike = _errors(WALL, 40, 0.4)
+    assert err.max() > 0.3 and not spike.any()
+
+
 def test_exploration_sees_the_world_before_its_events():
     task = tasks.load("door-closes")
     inner = task.env
@@ -71,7 +91,8 @@ def test_exploration_sees_the_world_before_its_events():
     ("[surprise]\nthreshold = 0\n", "threshold=0.0.*positive"),
     ("[surprise]\nreact = 1\n", "react = 1 is not a bool"),
     ("[surprise]\npersist = 0\n", "persist=0.*integer >= 1"),
-    ("[surprise]\nspike = 1.0\n", "unknown key .spike.*decay, persist, react, refractory, thresh"),
+    ("[surprise]\nmiss = -1\n", "miss=-1.*fraction of the predicted step"),
+    ("[surprise]\nspike = 1.0\n", "unknown key .spike.*decay, min_move, miss, persist, react"),
 ])
 def test_bad_surprise_settings_name_the_fix(text, match):
     with pytest.raises(ValueError, match=match):
@@ -107,7 +128,7 @@ def _spikes(errors, persist):
     s, out = surprise.init(jnp.zeros(2)), []
     for e in errors:
         s, spike = surprise.observe(cfg, s, jnp.array([e, 0.0]), 1.0)
-        s = surprise.predicted(s, jnp.zeros(2))
+        s = surprise.predicted(s, jnp.zeros(2), jnp.zeros(2), 1.0)
         out.append(bool(spike))
     return out
 

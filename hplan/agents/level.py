@@ -113,7 +113,8 @@ def chain(levels: Sequence[Level], actuator: Actuator,
     Per-step `info`: `subgoal` (what the actuator aimed at), `subgoal_idx` (the lowest
     level's index), `top_idx` (the top level's), `cost`, and the compute of the whole
     step summed over levels: `n_evals` (planner cost evaluations), `n_model`,
-    `n_critic`; `cut`: a level cut its graph this step; `pred_error` and `surprise` (a
+    `n_critic`; `cut`: a level cut its graph this step; `pred_error` (and `pred_move`,
+    the length of the step that was predicted, both in base steps) and `surprise` (a
     spike this step; with `surprise.react` every level re-planned)."""
     levels = tuple(levels)
 
@@ -130,6 +131,7 @@ def chain(levels: Sequence[Level], actuator: Actuator,
         ks = jax.random.split(k_lv, max(len(levels), 1))
         z, target = encode(state)
         sur, spike = S.observe(surprise, s.surprise, z, scale)
+        checked_move = sur.move  # the predicted step whose error `sur.error` is
         level_states, act_state = s.levels, s.actuator
         if predict is not None and surprise.react:
             sur, react = S.react(surprise, sur, spike)  # every level at once; the
@@ -149,13 +151,14 @@ def chain(levels: Sequence[Level], actuator: Actuator,
             cut = cut | info.get("cut", jnp.bool_(False))
         act_state, action, a_info = actuator.act(act_state, k_act, z, target)
         if predict is not None:
-            sur = S.predicted(sur, predict(z, action))
+            sur = S.predicted(sur, z, predict(z, action), scale)
         idx = idx or [jnp.int32(-1)]
         info = {"subgoal": target, "subgoal_idx": idx[-1], "top_idx": idx[0],
                 "cost": a_info["cost"], "n_evals": a_info["n_evals"],
                 "n_model": a_info["n_model"] + n_model + (predict is not None),
                 "n_critic": a_info["n_critic"] + n_critic, "cut": cut,
-                "pred_error": sur.error, "surprise": spike & (predict is not None)}
+                "pred_error": sur.error, "pred_move": checked_move,
+                "surprise": spike & (predict is not None)}
         if "record" in a_info:
             info["record"] = a_info["record"]
         return ChainState(tuple(new_levels), act_state, key, sur), action, info
