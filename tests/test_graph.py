@@ -201,3 +201,25 @@ def test_localised_by_observation_where_the_latent_misleads():
     assert np.asarray(sub)[0] == pytest.approx(0.7)
     with pytest.raises(Exception, match="localise"):
         GraphLevelConfig(localise="xy")
+
+
+def test_cuts_that_leave_no_route_are_dropped_newest_first():
+    """A right cut (the wormhole at L) and then a wrong one (a false alarm at the goal
+    itself, which leaves no route to it): the wrong one goes, the wormhole stays cut."""
+    g, pts = u_graph()
+    n = len(pts)
+    level = graph_level(g, scale=0.5, cfg=GraphLevelConfig(reach=2.0, patience=0,
+                                                            surprise_radius=0.5))
+    goal = jnp.asarray(pts[n - 3])
+    s = level.init(jax.random.key(0), goal)
+    s, _, info = level.step(level.surprised(s), jax.random.key(1), jnp.asarray(pts[0]), goal)
+    assert info["cut"]
+    s, _, info = level.step(level.surprised(s), jax.random.key(2), goal, goal)
+    assert info["cut"]
+    z = jnp.asarray(pts[2])
+    for k in range(3, 5):
+        s, _, info = level.step(s, jax.random.key(k), z, goal)
+        # Down the left arm, away from L: not back to the wormhole.
+        assert int(info["idx"]) > 2, int(info["idx"])
+    cuts = set(np.asarray(s.cuts).tolist())
+    assert 0 in cuts and n - 3 not in cuts

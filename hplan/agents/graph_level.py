@@ -17,7 +17,8 @@ steps) has two causes, answered in turn:
   subgoal, cuts the graph within `cut_radius` of the bank state the agent stands on and of
   the state one step ahead on its route, and drops every route through there; the field
   is recomputed and the next route goes round. A passage wider than the cut (a corridor)
-  survives it. If the cuts leave the agent no route at all, they are cleared.
+  survives it. If the cuts leave the agent no route at all, they are dropped newest
+  first until one exists.
 
 A surprise (`hplan.agents.surprise`: the world did not move as the model predicted) cuts
 the same way at once, without waiting for a stall, and wider (`surprise_radius`): the
@@ -193,6 +194,13 @@ def graph_level(graph: G.BankGraph, scale: float,
         keep = (s.node >= 0) & (ct <= cz + cfg.relocalise)
         return jnp.where(keep, jt, jz), jnp.where(keep, ct, cz)
 
+    def drop_newest(cuts, n):
+        """Cuts without the newest pair (slots n-2, n-1); none left when n reaches 0."""
+        c = cfg.max_cuts
+        cuts = cuts.at[(n - 1) % c].set(-1).at[(n - 2) % c].set(-1)
+        n = jnp.maximum(n - 2, 0)
+        return jnp.where(n == 0, -1, cuts), n
+
     def init(key, z_goal):
         cuts = -jnp.ones((cfg.max_cuts,), jnp.int32)
         radii = jnp.full((cfg.max_cuts,), cfg.cut_radius, jnp.float32)
@@ -208,9 +216,18 @@ def graph_level(graph: G.BankGraph, scale: float,
 
     def refresh(s: GraphLevelState, target):
         def recompute(s):
-            togo, lost = togo_of(s.cuts, s.radii, target)
-            cuts = jnp.where(lost, -1, s.cuts)
-            return s._replace(togo=togo, cuts=cuts, target=target, stale=jnp.bool_(False))
+            # Cuts that leave no route are dropped newest first: on door-closes a false
+            # alarm in the corridor round a closed door cut the detour too, and dropping
+            # every cut sent the agent back to the door.
+            def body(c):
+                cuts, n, _, _ = c
+                cuts, n = drop_newest(cuts, n)
+                return (cuts, n) + togo_of(cuts, s.radii, target)
+
+            c = (s.cuts, s.n_cuts) + togo_of(s.cuts, s.radii, target)
+            cuts, n, togo, _ = jax.lax.while_loop(lambda c: c[3], body, c)
+            return s._replace(togo=togo, cuts=cuts, n_cuts=n, target=target,
+                              stale=jnp.bool_(False))
 
         moved = jnp.any(jnp.abs(target - s.target) > 1e-6)
         return _once(moved | s.stale, recompute, s)
@@ -263,8 +280,12 @@ def graph_level(graph: G.BankGraph, scale: float,
         stall_now = (cfg.patience > 0) & (stuck >= cfg.patience)
         again = s.stalled & (jnp.sqrt(jnp.sum((z - s.stall_z) ** 2)) / scale
                              <= cfg.same_place)
-        cut = (stall_now & (again | (s.idx < 0))) | s.shock
-        ban = stall_now & ~cut
+        # Cuts that leave the agent itself no route are dropped, newest first, one pair
+        # per step (no new cut that step).
+        cut_off = (here >= big) & jnp.any(s.cuts >= 0)
+        wants_cut = (stall_now & (again | (s.idx < 0))) | s.shock
+        cut = wants_cut & ~cut_off
+        ban = stall_now & ~wants_cut
         # Cut where the agent stands and one step ahead on its route (the states whose
         # distance through here equals the best): the wrong link is between the two.
         on_route = jnp.abs(from_z + togo - here) < 0.25
@@ -276,10 +297,10 @@ def graph_level(graph: G.BankGraph, scale: float,
         r = jnp.where(s.shock, cfg.surprise_radius, cfg.cut_radius)
         radii = jnp.where(cut, s.radii.at[slot].set(r).at[(slot + 1) % cfg.max_cuts].set(r),
                           s.radii)
-        # Cuts that leave the agent itself no route to the target are dropped.
-        cut_off = (here >= big) & jnp.any(s.cuts >= 0)
-        cuts = jnp.where(cut_off, -1, cuts)
-        s = s._replace(cuts=cuts, radii=radii, n_cuts=s.n_cuts + 2 * cut.astype(jnp.int32),
+        dropped, n_dropped = drop_newest(s.cuts, s.n_cuts)
+        cuts = jnp.where(cut_off, dropped, cuts)
+        n_cuts = jnp.where(cut_off, n_dropped, s.n_cuts + 2 * cut.astype(jnp.int32))
+        s = s._replace(cuts=cuts, radii=radii, n_cuts=n_cuts,
                        stale=cut | cut_off, idx=idx,
                        best=jnp.where(stall_now | cut | cut_off, jnp.inf, best),
                        stuck=jnp.where(stall_now | cut, 0, stuck),
