@@ -95,13 +95,13 @@ hidden = 64
 strides = [1, 4]
 
 [stack.train]
-steps = 1500
+steps = 1000
 rollout = [4, 2]
 chunk = 500
 lr_final = 1.0
 
 [stack.critic]
-steps = 2000
+steps = 1000
 chunk = 500
 nodes = 1024
 """
