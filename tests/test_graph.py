@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from hplan.agents import graph as G
-from hplan.agents.graph_level import GraphLevelConfig, graph_level
+from hplan.agents.graph_level import GraphLevelConfig
+from hplan.agents.graph_level import graph_level as _graph_level
+
+
+def graph_level(*args, **kwargs):
+    """The level with its step jitted: stepped eagerly, every call re-traces its loops."""
+    level = _graph_level(*args, **kwargs)
+    return level._replace(step=jax.jit(level.step))
 
 
 def u_graph(wormhole: bool = True):
