@@ -40,6 +40,13 @@ def unchanged(task):
     return tasks.build(dataclasses.replace(task.spec, env_args=args))
 
 
+def world_context(ctx, task):
+    """`ctx` for `task` (the same stack in a changed or unchanged world): one bank graph
+    for both worlds, since it depends on the stack and data only."""
+    return A.Context(task, ctx.stack, ctx.data, scale=ctx.scale, _graphs=ctx._graphs,
+                     _links=ctx._links, _pinned=ctx._pinned)
+
+
 def variants(names: list[str], max_cuts: int | None = None) -> dict[str, A.AgentConfig]:
     """Each agent without and with surprise handling; `max_cuts`: the graph levels of the
     handling variant keep that many cut centres."""
@@ -103,9 +110,7 @@ def main(argv=None) -> dict:
         st, ds, _ = pipeline.get_stack(task, a.cache, seed=seed)
         ctx = A.Context(task, st, ds)
         for world, t in worlds.items():
-            # One bank graph for both worlds: it depends on the stack and data only.
-            ctx_w = A.Context(t, st, ds, scale=ctx.scale, _graphs=ctx._graphs,
-                              _links=ctx._links, _pinned=ctx._pinned)
+            ctx_w = world_context(ctx, t)
             pols = {n: A.build(c, ctx_w) for n, c in cfgs.items()}
             res, raw = compare.compare(t, pols, seed=100 + seed, episodes=a.episodes,
                                        latency=False)

@@ -21,12 +21,15 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from bench.common import write
-from bench.surprise import unchanged
+from bench.surprise import unchanged, world_context
 from hplan import agents as A
 from hplan import tasks
+from hplan.agents import surprise as S
 from hplan.eval import compare
 from hplan.train import pipeline
 
@@ -34,23 +37,22 @@ RULES = {f"threshold {t}": ("threshold", t) for t in (0.3, 0.4, 0.5)} | {
     f"miss {f}": ("miss", f) for f in (0.8, 0.9, 1.0)}
 
 
-def replay(err: np.ndarray, move: np.ndarray, kind: str, value: float, persist: int,
-           min_move: float = 0.3, decay: float = 0.9, warmup: int = 2) -> np.ndarray:
-    """Spikes [episodes, T] of a rule, as `hplan.agents.surprise.observe` computes them."""
-    n_ep, T = err.shape
-    base, over = np.zeros(n_ep), np.zeros(n_ep, int)
-    out = np.zeros((n_ep, T), bool)
-    for t in range(T):  # the running baseline is sequential in time
-        e = err[:, t] if t > 0 else np.zeros(n_ep)
-        if kind == "miss":
-            high = (t > warmup) & (move[:, t] > min_move) & (e > value * move[:, t])
-        else:
-            high = (t > warmup) & (e > base + value)
-        over = np.where(high, over + 1, 0)
-        out[:, t] = over >= persist
-        mean = e if t <= 1 else decay * base + (1 - decay) * e
-        base = np.where(high, base, mean)
-    return out
+def replay(err: np.ndarray, move: np.ndarray, kind: str, value: float, persist: int
+           ) -> np.ndarray:
+    """Spikes [episodes, T] of a rule: `hplan.agents.surprise.judge` (what the agent
+    runs) scanned over the recorded errors, each judged against its predicted step."""
+    cfg = S.SurpriseConfig(persist=persist, **({"miss": value} if kind == "miss"
+                                                 else {"threshold": value}))
+
+    def episode(e, m):
+        def step(s, em):
+            s, spike = S.judge(cfg, s._replace(move=em[1]), em[0])
+            return s, spike
+
+        return jax.lax.scan(step, S.init(jnp.zeros(1)), (e, m))[1]
+
+    return np.asarray(jax.vmap(episode)(jnp.asarray(err, jnp.float32),
+                                        jnp.asarray(move, jnp.float32)))
 
 
 def traces(task, agent: str, seed: int, episodes: int, cache: str) -> dict:
@@ -60,9 +62,7 @@ def traces(task, agent: str, seed: int, episodes: int, cache: str) -> dict:
     ctx = A.Context(task, st, ds)
     out = {}
     for world, t in (("changed", task), ("unchanged", unchanged(task))):
-        ctx_w = A.Context(t, st, ds, scale=ctx.scale, _graphs=ctx._graphs,
-                          _links=ctx._links, _pinned=ctx._pinned)
-        res, raw = compare.compare(t, {agent: A.build(cfg, ctx_w)}, seed=100 + seed,
+        res, raw = compare.compare(t, {agent: A.build(cfg, world_context(ctx, t))}, seed=100 + seed,
                                    episodes=episodes, latency=False)
         r = raw[agent]
         T = np.asarray(r["info"]["pred_error"]).shape[1]

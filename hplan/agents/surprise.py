@@ -89,10 +89,21 @@ def react(cfg: SurpriseConfig, s: SurpriseState, spike: jax.Array
     return s._replace(quiet=jnp.where(now, 0, jnp.minimum(s.quiet + 1, 2**30))), now
 
 
+def _steps(a: jax.Array, b: jax.Array, scale: float) -> jax.Array:
+    """The distance between two latents, in base steps."""
+    return jnp.sqrt(jnp.sum((a - b) ** 2) + 1e-12) / scale
+
+
 def observe(cfg: SurpriseConfig, s: SurpriseState, z: jax.Array, scale: float
             ) -> tuple[SurpriseState, jax.Array]:
     """(state, spike): the error of the last prediction against the observed `z`."""
-    err = jnp.sqrt(jnp.sum((z - s.z_pred) ** 2) + 1e-12) / scale
+    return judge(cfg, s, _steps(z, s.z_pred, scale))
+
+
+def judge(cfg: SurpriseConfig, s: SurpriseState, err: jax.Array
+          ) -> tuple[SurpriseState, jax.Array]:
+    """(state, spike) for a prediction error `err` (base steps) of the step `s.move`
+    predicted; offline replays of recorded errors call it directly."""
     first = s.n == 0  # nothing predicted yet
     err = jnp.where(first, 0.0, err)
     if cfg.miss > 0:
@@ -108,8 +119,7 @@ def observe(cfg: SurpriseConfig, s: SurpriseState, z: jax.Array, scale: float
 
 def predicted(s: SurpriseState, z: jax.Array, z_next: jax.Array, scale: float
               ) -> SurpriseState:
-    move = jnp.sqrt(jnp.sum((z_next - z) ** 2) + 1e-12) / scale
-    return s._replace(z_pred=z_next, move=move)
+    return s._replace(z_pred=z_next, move=_steps(z_next, z, scale))
 
 
 def select(pred: jax.Array, a, b):
