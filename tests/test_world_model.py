@@ -235,3 +235,27 @@ def test_pixel_model_encodes_each_window_frame_once_and_trains(task, monkeypatch
     # a frame size the 4x4 patches do not divide is zero-padded, not refused
     odd = wm_train.build_model((18, 18, 2), 2, wm)
     assert odd.encode(jnp.zeros((3, 18, 18, 2), jnp.uint8)).shape == (3, wm.latent_dim)
+
+
+def test_step_floor_lifts_a_squashed_axis_and_ignores_blocked_steps():
+    """A latent that is a linear image of a point mass's position with one axis squashed:
+    the floor is ~0 when both axes move alike, positive when one barely moves, and its
+    gradient grows the squashed axis. A blocked step (the same observation twice) adds
+    nothing and no NaN."""
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(0, 10, (64, 5, 2))
+    acts = rng.uniform(-1, 1, (64, 4, 2))
+    pos[:, 1:] = pos[:, :1] + 0.5 * np.cumsum(acts, 1)
+
+    def loss(scale, p=pos, a=acts):
+        return wm_train.step_floor_loss(jnp.asarray(p) * jnp.array([1.0, scale]),
+                                        jnp.asarray(a), 0.5)
+
+    assert float(loss(1.0)) < 0.002
+    assert float(loss(0.05)) > 0.02
+    assert float(jax.grad(loss)(0.05)) < 0  # lifting the squashed axis lowers it
+    still = pos.copy()
+    still[:, 2] = still[:, 1]  # blocked: pushed, did not move
+    g = jax.grad(lambda s: loss(s, still))(1.0)
+    assert np.isfinite(float(g))
+    assert "step_floor_weight" not in StackConfig().to_dict()["train"]  # old keys stay

@@ -61,7 +61,8 @@ class StackConfig:
 
 
 _LATE = {"wm": {"inverse": False},
-         "train": {"latent_cov_weight": 0.0, "temporal_var_weight": 0.0, "temporal_std": 0.1}}
+         "train": {"latent_cov_weight": 0.0, "temporal_var_weight": 0.0, "temporal_std": 0.1,
+                   "step_floor_weight": 0.0, "step_floor": 0.5}}
 _PARTS = {"data": DataConfig, "wm": WMConfig, "train": TrainConfig, "critic": CriticConfig}
 
 

@@ -48,6 +48,14 @@ class TrainConfig:
     # probe R^2 0.03, the door's row 0.98). Only what moves within an episode meets this.
     temporal_var_weight: float = 0.0
     temporal_std: float = 0.1
+    # A floor on every level-0 step: |z_t+1 - z_t| >= step_floor * |a_t| * (the batch's
+    # typical latent step per unit of action). VICReg's per-dimension variance can be met
+    # by the state's longest axis alone, and the prediction loss then squashes the others:
+    # on door-closes a step along the short axis of the east room moved the latent 10-30x
+    # less than one along the long axis, below the model's error, so the planner could
+    # not tell "up" from "stay". 0 weight: off.
+    step_floor_weight: float = 0.0
+    step_floor: float = 0.5
     chunk: int = 250
     seed: int = 0
 
@@ -154,6 +162,10 @@ def make_loss(graphdef, wm: WMConfig, tc: TrainConfig):
                 inv = jnp.mean(jnp.sum((model.inverse(pair) - acts) ** 2, -1))
                 metrics["inverse"] = inv
                 total = total + tc.inverse_weight * inv
+            if level == 0 and tc.step_floor_weight > 0:
+                floor = step_floor_loss(z, acts, tc.step_floor)
+                metrics["step_floor"] = floor
+                total = total + tc.step_floor_weight * floor
         if tc.temporal_var_weight > 0:
             tstd = jnp.sqrt(jnp.var(z_all[0], axis=1) + 1e-6)  # [B, d]
             tvar = jnp.mean(jax.nn.relu(tc.temporal_std - tstd))
@@ -239,6 +251,17 @@ def make_train(wm: WMConfig, tc: TrainConfig, obs, actions):
 
 def build_model(obs_shape, action_dim: int, wm: WMConfig, seed: int = 0) -> WorldModel:
     return WorldModel(tuple(obs_shape), action_dim, wm, nnx.Rngs(seed))
+
+
+def step_floor_loss(z: jax.Array, acts: jax.Array, floor: float) -> jax.Array:
+    """Hinge on steps shorter than `floor` x the typical latent move per unit of action,
+    in units of the typical step (scale-free). A blocked step (same observation twice)
+    has no gradient: both ends are the same function of the parameters."""
+    move = jnp.sqrt(jnp.sum((z[:, 1:] - z[:, :-1]) ** 2, -1) + 1e-8)  # [B, K]
+    push = jnp.sqrt(jnp.sum(acts**2, -1))
+    typical = jax.lax.stop_gradient(jnp.sqrt(jnp.mean(move**2) / (jnp.mean(push**2) + 1e-8)))
+    unit = jax.lax.stop_gradient(jnp.sqrt(jnp.mean(move**2))) + 1e-6
+    return jnp.mean(jax.nn.relu(floor * typical * push - move)) / unit
 
 
 def step_rms(dz: jax.Array) -> jax.Array:
