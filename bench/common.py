@@ -74,3 +74,14 @@ def write(name: str, payload: dict, out: str | None = None) -> Path:
     payload = {"commit": commit(), "machine": machine(), **payload}
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def overridden(task, override: dict):
+    """The task's stack configuration with `override` (a `[stack]`-style table, e.g.
+    `{"train": {"step_floor_weight": 1.0}}`) merged over its own `[stack]` table."""
+    from hplan.wm.config import stack_config
+
+    table_ = {part: dict(vals) for part, vals in (task.spec.stack or {}).items()}
+    for part, vals in override.items():
+        table_[part] = {**table_.get(part, {}), **vals}
+    return stack_config(table_)

@@ -12,7 +12,6 @@ Run: .venv/bin/python bench/latent_axes.py --task door-closes --seeds 0,1,2
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
@@ -24,10 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.common import table, write
+from bench.common import overridden, table, write
 from hplan import tasks
 from hplan.train import pipeline
-from hplan.wm.config import stack_config
 
 
 def axis_ratios(stack, env) -> np.ndarray:
@@ -57,10 +55,7 @@ def main(argv=None) -> dict:
     if not hasattr(env, "walls") or task.env.observation_size != 2:
         raise SystemExit(f"{a.task}: latent_axes needs a point-maze task with state "
                          "observations (it places the agent by position)")
-    table_ = copy.deepcopy(dict(task.spec.stack or {}))
-    for part, vals in json.loads(a.override).items():
-        table_[part] = {**table_.get(part, {}), **vals}
-    cfg = stack_config(table_)
+    cfg = overridden(task, json.loads(a.override))
     rows, out = [], {"task": a.task, "override": json.loads(a.override), "stacks": {}}
     for seed in (int(s) for s in a.seeds.split(",")):
         st, _, where = pipeline.get_stack(task, a.cache, cfg=cfg, seed=seed, show=False)

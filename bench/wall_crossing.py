@@ -15,7 +15,6 @@ Run: .venv/bin/python bench/wall_crossing.py --task two-rooms-random --seeds 0
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
@@ -27,10 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.common import table, write
+from bench.common import overridden, table, write
 from hplan import tasks
 from hplan.train import pipeline
-from hplan.wm.config import stack_config
 
 
 def starts(env) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -88,10 +86,7 @@ def main(argv=None) -> dict:
     if len(getattr(env, "layouts", [])) < 2:
         raise SystemExit(f"{a.task}: wall_crossing needs a point-maze family task "
                          "(env_args.family), e.g. two-rooms-random")
-    tbl = copy.deepcopy(dict(task.spec.stack or {}))
-    for part, vals in json.loads(a.override).items():
-        tbl[part] = {**tbl.get(part, {}), **vals}
-    cfg = stack_config(tbl)
+    cfg = overridden(task, json.loads(a.override))
     out = {"task": a.task, "override": json.loads(a.override), "stacks": {}}
     rows = []
     for seed in (int(s) for s in a.seeds.split(",")):
