@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -85,3 +86,17 @@ def overridden(task, override: dict):
     for part, vals in override.items():
         table_[part] = {**table_.get(part, {}), **vals}
     return stack_config(table_)
+
+
+def family_env(task, tool: str):
+    """The point-maze env of a family task (maps that change per episode), or exit."""
+    env = task.env.unwrapped
+    if len(getattr(env, "layouts", [])) < 2:
+        raise SystemExit(f"{task.name}: {tool} needs a point-maze family task "
+                         "(env_args.family), e.g. two-rooms-random")
+    return env
+
+
+def dividing_wall(layout) -> int:
+    """The inner column with the most wall cells (a two-rooms map's dividing wall)."""
+    return int(np.argmax(layout.walls[1:-1, 1:-1].sum(0))) + 1

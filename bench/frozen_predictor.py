@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from bench.common import overridden, write
+from bench.common import dividing_wall, family_env, overridden, write
 from hplan import tasks
 from hplan.train import pipeline
 from hplan.wm.models import MLP
@@ -37,7 +37,7 @@ def transitions(env, ds):
     """Masks over [episodes, steps]: pushes into the dividing wall from beside it that did
     not move (blocked), and pushes along columns that moved freely."""
     xy, a, g = np.asarray(ds.xy), np.asarray(ds.actions), np.asarray(ds.groups)
-    cols = np.array([int(np.argmax(lay.walls[1:-1, 1:-1].sum(0))) + 1 for lay in env.layouts])
+    cols = np.array([dividing_wall(lay) for lay in env.layouts])
     wc = cols[g][:, None]
     c0 = np.floor(xy[:, :-1, 1])
     push, dc = a[..., 1], xy[:, 1:, 1] - xy[:, :-1, 1]
@@ -57,9 +57,7 @@ def main(argv=None) -> dict:
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     task = tasks.load(a.task)
-    env = task.env.unwrapped
-    if len(getattr(env, "layouts", [])) < 2:
-        raise SystemExit(f"{a.task}: frozen_predictor needs a point-maze family task")
+    env = family_env(task, "frozen_predictor")
     st, ds, where = pipeline.get_stack(task, a.cache, cfg=overridden(task, json.loads(
         a.override)), seed=a.seed, show=False)
     z = st.encode(np.asarray(ds.obs))

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.common import overridden, table, write
+from bench.common import dividing_wall, family_env, overridden, table, write
 from hplan import tasks
 from hplan.train import pipeline
 
@@ -37,7 +37,7 @@ def starts(env) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     pos, ctx, push, wall = [], [], [], []
     for k, lay in enumerate(env.layouts):
         w = lay.walls
-        col = int(np.argmax(w[1:-1, 1:-1].sum(0))) + 1
+        col = dividing_wall(lay)
         for r in range(1, w.shape[0] - 1):
             if not w[r, col]:
                 continue  # the door
@@ -82,10 +82,7 @@ def main(argv=None) -> dict:
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     task = tasks.load(a.task)
-    env = task.env.unwrapped
-    if len(getattr(env, "layouts", [])) < 2:
-        raise SystemExit(f"{a.task}: wall_crossing needs a point-maze family task "
-                         "(env_args.family), e.g. two-rooms-random")
+    env = family_env(task, "wall_crossing")
     cfg = overridden(task, json.loads(a.override))
     out = {"task": a.task, "override": json.loads(a.override), "stacks": {}}
     rows = []
