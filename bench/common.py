@@ -82,10 +82,7 @@ def overridden(task, override: dict):
     `{"train": {"step_floor_weight": 1.0}}`) merged over its own `[stack]` table."""
     from hplan.wm.config import stack_config
 
-    table_ = {part: dict(vals) for part, vals in (task.spec.stack or {}).items()}
-    for part, vals in override.items():
-        table_[part] = {**table_.get(part, {}), **vals}
-    return stack_config(table_)
+    return stack_config(override, base=stack_config(task.spec.stack))
 
 
 def family_env(task, tool: str):
