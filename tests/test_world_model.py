@@ -259,3 +259,29 @@ def test_step_floor_lifts_a_squashed_axis_and_ignores_blocked_steps():
     g = jax.grad(lambda s: loss(s, still))(1.0)
     assert np.isfinite(float(g))
     assert "step_floor_weight" not in StackConfig().to_dict()["train"]  # old keys stay
+
+
+def test_glimpse_reads_the_frame_round_its_attention_point():
+    """With attention pinned on one channel's single bright pixel, the glimpse is exactly
+    the other channel's window round that pixel (zero past the frame's edge), and the
+    pixel encoder with a glimpse encodes frames of any size to the latent."""
+    from flax import nnx
+
+    from hplan.wm import models
+
+    g = models.Glimpse(2, 2, nnx.Rngs(0), maps=1)
+    g.logits.kernel.value = jnp.array([[0.0], [60.0]])
+    g.logits.bias.value = jnp.zeros(1)
+    rng = np.random.default_rng(0)
+    for r, c in [(5, 7), (0, 0), (11, 3)]:
+        x = np.zeros((1, 12, 12, 2), np.float32)
+        x[0, :, :, 0] = rng.random((12, 12))
+        x[0, r, c, 1] = 1.0
+        out = np.asarray(g(jnp.asarray(x))).reshape(2, 5, 5)
+        want = np.pad(x[0, :, :, 0], 2)[r:r + 5, c:c + 5]
+        np.testing.assert_allclose(out[0], want, atol=1e-5)
+    wm = dataclasses.replace(WM, pixels=True, glimpse=3)
+    model = wm_train.build_model((18, 18, 2), 2, wm)
+    assert model.encode(jnp.zeros((3, 18, 18, 2), jnp.uint8)).shape == (3, wm.latent_dim)
+    with pytest.raises(ValueError, match="glimpse"):
+        WMConfig(glimpse=-1)

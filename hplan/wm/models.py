@@ -26,6 +26,10 @@ class WMConfig:
     # An inverse-dynamics head (z_t, z_t+1) -> a_t on level 0, trained when
     # TrainConfig.inverse_weight > 0 (stack_config sets this from it).
     inverse: bool = False
+    # Pixels only: a glimpse of the frame around each of 4 learned attention points, this
+    # many pixels each way (0: off). Keypoints say where things are; a glimpse says what
+    # is next to them (a wall beside the agent, or a door).
+    glimpse: int = 0
 
     @property
     def levels(self) -> int:
@@ -36,6 +40,9 @@ class WMConfig:
             raise ValueError(f"strides={self.strides}: level 0 must have stride 1")
         if any(b <= a for a, b in zip(self.strides, self.strides[1:], strict=False)):
             raise ValueError(f"strides={self.strides} must increase level by level")
+        if not (isinstance(self.glimpse, int) and 0 <= self.glimpse <= 16):
+            raise ValueError(f"glimpse={self.glimpse!r} must be a radius in pixels from 0 "
+                             "(off) to 16. Fix: use e.g. glimpse = 4")
 
 
 class MLP(nnx.Module):
@@ -110,7 +117,9 @@ class PixelEncoder(nnx.Module):
         c = obs_shape[-1]
         self.c1 = PatchConv(c, channels, patch, rngs)
         self.kp = nnx.Linear(channels, keypoints, rngs=rngs)
-        self.head = MLP([2 * keypoints, cfg.hidden, cfg.latent_dim], rngs)
+        self.glimpse = Glimpse(c, cfg.glimpse, rngs) if cfg.glimpse else None
+        extra = self.glimpse.size if self.glimpse is not None else 0
+        self.head = MLP([2 * keypoints + extra, cfg.hidden, cfg.latent_dim], rngs)
 
     def __call__(self, obs: jax.Array) -> jax.Array:
         lead = obs.shape[:-3]
@@ -118,7 +127,51 @@ class PixelEncoder(nnx.Module):
         if x.dtype == jnp.uint8:  # frames stay uint8 until here, inside the jitted step
             x = x.astype(jnp.float32) / 255.0
         f = jax.nn.gelu(self.c1(x))
-        return self.head(soft_argmax(self.kp(f))).reshape(*lead, -1)
+        feats = soft_argmax(self.kp(f))
+        if self.glimpse is not None:
+            feats = jnp.concatenate([feats, self.glimpse(x)], axis=-1)
+        return self.head(feats).reshape(*lead, -1)
+
+
+class Glimpse(nnx.Module):
+    """The frame's pixels in a (2r+1)^2 window round each of `maps` attention points,
+    averaged under the attention: [N, H, W, C] -> [N, maps * C * (2r+1)^2].
+
+    The attention is a softmax over pixels of a per-pixel linear map of the frame, taken
+    as the product of its row and column marginals, so the window is two small matmuls
+    (shifted copies of each marginal against the padded frame), not a gather per pixel
+    nor a convolution (slow inside a scan on XLA:CPU; see `PatchConv`). Exact for an
+    attention that is separable (a round blob), smooth in where the point is."""
+
+    def __init__(self, channels: int, radius: int, rngs: nnx.Rngs, maps: int = 4,
+                 init_scale: float = 3.0):
+        self.radius, self.maps, self.channels = radius, maps, channels
+        # a large initial scale: a flat softmax over every pixel gives the glimpse (and
+        # the gradient that would sharpen it) nothing
+        self.logits = nnx.Linear(channels, maps, rngs=rngs,
+                                 kernel_init=nnx.initializers.normal(init_scale))
+
+    @property
+    def size(self) -> int:
+        return self.maps * self.channels * (2 * self.radius + 1) ** 2
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n, h, w, c = x.shape
+        r = self.radius
+        att = jax.nn.softmax(self.logits(x).reshape(n, h * w, self.maps), axis=1)
+        att = att.reshape(n, h, w, self.maps)
+        rows, cols = att.sum(2), att.sum(1)  # [N, H, M], [N, W, M]
+        k = 2 * r + 1
+        # shifted[n, d, p', m] = marginal[n, p' - d, m] on the padded axis (length L + 2r)
+        def shifts(m, length):
+            pad = jnp.pad(m, ((0, 0), (0, 2 * r), (0, 0)))
+            return jnp.stack([jnp.roll(pad, d, axis=1) for d in range(k)], axis=1)
+        xp = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)))
+        sr = shifts(rows, h)  # [N, k, H + 2r, M]
+        sc = shifts(cols, w)  # [N, k, W + 2r, M]
+        out = jnp.einsum("ndpm,npqc->ndqmc", sr, xp)  # weight the rows
+        out = jnp.einsum("ndqmc,neqm->nmcde", out, sc)  # then the columns
+        return out.reshape(n, self.size)
 
 
 class Predictor(nnx.Module):
