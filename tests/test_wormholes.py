@@ -113,3 +113,35 @@ def test_a_wormhole_into_the_goal_is_cut_and_routed_round(corner):
                     A.mpc(ctx, HIER.actuator), A.encoder(st))
     out = evaluate(task, stuck, jax.random.key(1), 2, reset=reset)
     assert not np.asarray(out["success"]).any()  # without the cut it never arrives
+
+
+def test_a_goal_joined_across_the_wall_moves_its_join_when_cut():
+    """A U-shaped corridor in a 2-D latent space: the goal's latent-nearest state is the
+    top of the left arm, but the goal is at the top of the right one (a wall between).
+    The agent, stuck at the top of the left arm with the goal itself as subgoal, cuts
+    there; the goal then joins at its nearest live state and the next subgoal leads down
+    the left arm, round the U. (Before, a cut that killed the goal's join was dropped as
+    leaving no route, and the agent pushed at the wall for ever.)"""
+    left = [(0.0, y) for y in np.arange(6.0, -0.01, -0.5)]
+    bottom = [(x, 0.0) for x in np.arange(0.5, 2.01, 0.5)]
+    right = [(2.5, y) for y in np.arange(0.0, 6.01, 0.5)]
+    pts = np.array(left + bottom + right, np.float32)
+    n = len(pts)
+    src, dst = np.arange(n - 1), np.arange(1, n)
+    w = np.linalg.norm(pts[src] - pts[dst], axis=1)
+    graph = G.build(pts, src, dst, w)
+    cfg = graph_level.Config(reach=2.0, patience=4)
+    level = graph_level.graph_level(graph, 1.0, cfg)
+    z, goal = jax.numpy.array([0.0, 5.5]), jax.numpy.array([1.2, 6.0])
+    step = jax.jit(level.step)
+    s = level.init(jax.random.key(0), goal)
+    subs, cuts = [], []
+    for _ in range(6 * cfg.patience):  # the agent cannot move: the wall
+        s, sub, info = step(s, jax.random.key(0), z, goal)
+        subs.append((int(info["idx"]), np.asarray(sub)))
+        cuts.append(bool(info["cut"]))
+    assert subs[0][0] == -1  # through the wormhole join, the goal looked within reach
+    assert any(cuts)
+    after = subs[cuts.index(True) + 1:]
+    down = [i >= 0 and abs(p[0]) < 1e-6 and p[1] < 5.0 for i, p in after]
+    assert all(down), after  # every later subgoal leads down the left arm

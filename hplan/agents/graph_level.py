@@ -17,7 +17,9 @@ steps) has two causes, answered in turn:
   subgoal, cuts the graph within `cut_radius` of the bank state the agent stands on and of
   the state one step ahead on its route, and drops every route through there; the field
   is recomputed and the next route goes round. A passage wider than the cut (a corridor)
-  survives it. If the cuts leave the agent no route at all, they are dropped newest
+  survives it. The target joins the graph at its nearest state the cuts leave alive,
+  so a cut of a join across a wall (the goal's latent-nearest state on the wrong side)
+  moves the join. If the cuts leave the agent no route at all, they are dropped newest
   first until one exists.
 
 A surprise (`hplan.agents.surprise`: the world did not move as the model predicted) cuts
@@ -171,13 +173,17 @@ def graph_level(graph: G.BankGraph, scale: float,
 
     def togo_of(cuts, radii, target):
         dead = G.cut_mask(graph, cuts, radii)
-        jt, ct = nearest(target, jnp.zeros(m, bool))
-        exact = dist[:, jt] + ct
+        # The target joins the graph at its nearest live state: a cut that kills the
+        # state it joined by (a join across a wall, where the agent stalled) moves the
+        # join instead of being dropped, so the next route goes round to the other side.
+        jt, ct = nearest(target, dead)
+        j0, c0 = nearest(target, jnp.zeros(m, bool))
+        exact = dist[:, j0] + c0
         routed = G.field(graph, cuts, jt, ct, radii, reach_field)
         if cfg.relax > 0:
             routed = relaxed(routed, cuts, radii, dead)
         has_cuts = jnp.any(cuts >= 0)
-        lost = jnp.all(routed >= big) | dead[jt]  # the cuts leave no route: drop them
+        lost = jnp.all(routed >= big)  # the cuts leave no route: drop them
         return jnp.where(has_cuts & ~lost, routed, exact), has_cuts & lost
 
     def localise(s: GraphLevelState, z, dead, where):
@@ -242,7 +248,7 @@ def graph_level(graph: G.BankGraph, scale: float,
                                   s.radii)
         from_z = jnp.where(blocked, big, cz + dist[jz])
         togo = s.togo
-        jt, ct = nearest(target, jnp.zeros(m, bool))
+        jt, ct = nearest(target, dead)
         straight = jnp.sqrt(jnp.sum((z - target) ** 2)) / scale
         direct = jnp.where((straight <= cfg.direct) & ~jnp.any(s.cuts >= 0), straight, big)
         d_goal = jnp.minimum(from_z[jt] + ct, direct)
