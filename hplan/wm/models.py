@@ -158,19 +158,19 @@ class Glimpse(nnx.Module):
         return self.maps * self.channels * (2 * self.radius + 1) ** 2
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        n, h, w, c = x.shape
+        n, h, w, _ = x.shape
         r = self.radius
         att = jax.nn.softmax(self.logits(x).reshape(n, h * w, self.maps), axis=1)
         att = att.reshape(n, h, w, self.maps)
         rows, cols = att.sum(2), att.sum(1)  # [N, H, M], [N, W, M]
         k = 2 * r + 1
         # shifted[n, d, p', m] = marginal[n, p' - d, m] on the padded axis (length L + 2r)
-        def shifts(m, length):
+        def shifts(m):
             pad = jnp.pad(m, ((0, 0), (0, 2 * r), (0, 0)))
             return jnp.stack([jnp.roll(pad, d, axis=1) for d in range(k)], axis=1)
         xp = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)))
-        sr = shifts(rows, h)  # [N, k, H + 2r, M]
-        sc = shifts(cols, w)  # [N, k, W + 2r, M]
+        sr = shifts(rows)  # [N, k, H + 2r, M]
+        sc = shifts(cols)  # [N, k, W + 2r, M]
         out = jnp.einsum("ndpm,npqc->ndqmc", sr, xp)  # weight the rows
         out = jnp.einsum("ndqmc,neqm->nmcde", out, sc)  # then the columns
         return out.reshape(n, self.size)
