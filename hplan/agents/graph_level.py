@@ -176,9 +176,9 @@ def graph_level(graph: G.BankGraph, scale: float,
         # The target joins the graph at its nearest live state: a cut that kills the
         # state it joined by (a join across a wall, where the agent stalled) moves the
         # join instead of being dropped, so the next route goes round to the other side.
+        # (`exact` is used only once no cut is left, when every state is alive.)
         jt, ct = nearest(target, dead)
-        j0, c0 = nearest(target, jnp.zeros(m, bool))
-        exact = dist[:, j0] + c0
+        exact = dist[:, jt] + ct
         routed = G.field(graph, cuts, jt, ct, radii, reach_field)
         if cfg.relax > 0:
             routed = relaxed(routed, cuts, radii, dead)
