@@ -137,6 +137,33 @@ def test_the_agent_is_localised_on_the_side_it_came_from(track):
         assert np.asarray(sub)[0] == pytest.approx(0.7)
 
 
+def l_graph():
+    """An L of bank states one step apart (latent = position, 0.5 per step): down from
+    (0, 0) to the corner (0, 5), then along to (5, 5)."""
+    pts = np.array([(0.0, 0.5 * i) for i in range(11)]
+                   + [(0.5 * i, 5.0) for i in range(1, 11)], np.float32)
+    n = len(pts)
+    return G.build(pts, np.arange(n - 1), np.arange(1, n), np.ones(n - 1, np.float32),
+                   n_landmarks=8, k=3, points=pts / 0.5), pts
+
+
+@pytest.mark.parametrize("goal", [(5.0, 5.0), (1.0, 5.0)])
+def test_line_of_sight_keeps_the_subgoal_short_of_a_corner(goal):
+    """Four steps before the corner, reach 6: without `sight` the subgoal (or the goal
+    itself, 6 steps along the graph) lies round the corner, and the straight line to it
+    runs 1.8 steps into the wall corner; with `sight = 0.75` it is the corner state."""
+    g, pts = l_graph()
+    z, goal = jnp.asarray([0.0, 3.0]), jnp.asarray(goal)
+    subs = {}
+    for sight in (0.0, 0.75):
+        level = graph_level(g, scale=0.5, cfg=GraphLevelConfig(reach=6.0, sight=sight))
+        _, sub, _ = level.step(level.init(jax.random.key(0), goal), jax.random.key(1), z,
+                               goal)
+        subs[sight] = np.asarray(sub)
+    assert subs[0.0][0] >= 0.5 and subs[0.0][1] == pytest.approx(5.0)  # round the corner
+    np.testing.assert_allclose(subs[0.75], [0.0, 5.0], atol=1e-6)  # at the corner
+
+
 def test_bad_graph_level_settings_name_the_fix():
     with pytest.raises(ValueError, match="cut_radius=0.*Fix"):
         GraphLevelConfig(cut_radius=0.0)
@@ -144,6 +171,8 @@ def test_bad_graph_level_settings_name_the_fix():
         GraphLevelConfig(patience=-1)
     with pytest.raises(ValueError, match="relax=-1.*Fix"):
         GraphLevelConfig(relax=-1)
+    with pytest.raises(ValueError, match="sight=-1.*Fix"):
+        GraphLevelConfig(sight=-1.0)
 
 
 def test_a_surprised_graph_level_cuts_at_once_and_goes_round():

@@ -130,18 +130,22 @@ def snap_data(data, kind: str) -> np.ndarray:
     return data.xy if kind == "xy" else data.obs
 
 
-def data_edges(stack, data, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Links (src, dst, base steps) from the dataset's own transitions: every dataset state
-    snaps to its nearest bank state (in `snap_space`), and each observed transition
-    between two bank states links them. The data never crossed a wall, so neither does a
-    link, but for snapping errors where two sides nearly touch (see `bank_index`)."""
-    from hplan.wm.critic import transition_links
+def data_edges(stack, data, index: np.ndarray):
+    """(links (src, dst, base steps), bank points [M, k]) from the dataset's own
+    transitions: every dataset state snaps to its nearest bank state (in `snap_space`),
+    and each observed transition between two bank states links them. The data never
+    crossed a wall, so neither does a link, but for snapping errors where two sides nearly
+    touch (see `bank_index`). The points are the bank states in that space, in the links'
+    unit (base steps): a link's length is the distance between its points."""
+    from hplan.wm.critic import step_unit, transition_links
 
     kind = snap_space(data)
-    x = stack.encode(data.obs) if kind == "latent" else snap_data(data, kind)
-    _, g = transition_links(np.asarray(x, np.float32), index, data.groups)
+    x = np.asarray(stack.encode(data.obs) if kind == "latent" else snap_data(data, kind),
+                   np.float32)
+    _, g = transition_links(x, index, data.groups)
     g = g.tocoo()
-    return g.row, g.col, g.data.astype(np.float32)
+    points = _rows(x, index) / step_unit(x)
+    return (g.row, g.col, g.data.astype(np.float32)), points
 
 
 def _rows(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -213,12 +217,13 @@ class Context:
             idx, bank = self.bank(size, seed)
             if (size, seed) not in self._links:  # shared by the data and critic graphs
                 self._links[(size, seed)] = data_edges(self.stack, self.data, idx)
-            links = self._links[(size, seed)]
+            links, points = self._links[(size, seed)]
             if edges == "critic":
                 links = verified(critic_edges(self.stack, bank), links, len(idx))
             elif edges != "data":
                 raise ValueError(f"edges={edges!r}. Fix: use 'data' or 'critic'")
-            self._graphs[key] = G.build(bank, *links, pinned=np.isin(idx, self.pinned()))
+            self._graphs[key] = G.build(bank, *links, pinned=np.isin(idx, self.pinned()),
+                                        points=points)
         return self._graphs[key]
 
     def snapped(self, size: int, seed: int = 0):

@@ -39,6 +39,9 @@ class BankGraph(NamedTuple):
     links: jax.Array  # [M, J] each bank state's nearest landmarks (landmark indices)
     edges: tuple[np.ndarray, np.ndarray, np.ndarray]  # (src, dst, weight): the direct links
     pinned: jax.Array  # [M] states the data holds more than once (pushed into an obstacle)
+    # [M, k] the states in the space the links were measured in, in base steps (a link's
+    # length is the distance between its points); the latents where none is given
+    points: jax.Array | None = None
 
 
 def shortest_paths(m: int, src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -67,8 +70,9 @@ def farthest_points(dist: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 def build(latents, src: np.ndarray, dst: np.ndarray, w: np.ndarray,
           n_landmarks: int = 512, k: int = 8, n_links: int = 8,
-          pinned: np.ndarray | None = None) -> BankGraph:
-    """A `BankGraph` over `latents` [M, d] from undirected links (src, dst, w)."""
+          pinned: np.ndarray | None = None, points: np.ndarray | None = None) -> BankGraph:
+    """A `BankGraph` over `latents` [M, d] from undirected links (src, dst, w), measured
+    between `points` [M, k] (default: the latents)."""
     latents = np.asarray(latents, np.float32)
     m = latents.shape[0]
     dist = shortest_paths(m, src, dst, w)
@@ -94,7 +98,8 @@ def build(latents, src: np.ndarray, dst: np.ndarray, w: np.ndarray,
                      landmarks=jnp.asarray(lm, jnp.int32), lm_nbr=jnp.asarray(lm_nbr),
                      lm_w=jnp.asarray(lm_w), links=jnp.asarray(links),
                      edges=(np.asarray(src), np.asarray(dst), np.asarray(w, np.float32)),
-                     pinned=jnp.asarray(np.zeros(m, bool) if pinned is None else pinned))
+                     pinned=jnp.asarray(np.zeros(m, bool) if pinned is None else pinned),
+                     points=jnp.asarray(latents if points is None else points, jnp.float32))
 
 
 # -- cut-aware distances (pure, jit-able) ----------------------------------------------------

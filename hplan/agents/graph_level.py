@@ -77,6 +77,11 @@ class GraphLevelConfig:
     # nearness misplaces the agent by a median 0.27 cells on the 31x31 maze, often across
     # a wall, and the subgoals chosen from there lead the wrong way.
     localise: str = "latent"
+    # Line of sight: the route to a subgoal may stray at most `sight` base steps from the
+    # straight line to it; a state round a corner is no subgoal, nor is the target, since
+    # level 0 heads straight for its subgoal, and into the wall corner. 0: off. Measured in
+    # the space the links were (`BankGraph.points`).
+    sight: float = 0.0
     # Sweeps of relaxation over each bank state's 8 nearest states after the landmark
     # field: near a wide cut (a closed door) every landmark link of a state may pass the
     # cut, and without it such a state has no route, so the cuts are dropped. 0: off.
@@ -88,7 +93,7 @@ class GraphLevelConfig:
             if not getattr(self, key) > 0:
                 raise ConfigError(key, f"{key}={getattr(self, key)!r}",
                                   "use a positive number")
-        for key in ("progress", "commit", "track", "relocalise"):
+        for key in ("progress", "commit", "track", "relocalise", "sight"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(key, f"{key}={getattr(self, key)!r}", "use a number >= 0")
         if not (isinstance(self.patience, int) and self.patience >= 0):
@@ -114,6 +119,9 @@ def make(cfg: GraphLevelConfig, ctx) -> Level:
     """The level an agent file's `[[levels]] kind = "graph"` table describes."""
     snapped = ctx.snapped(cfg.bank) if cfg.localise == "observation" else None
     return graph_level(ctx.graph(cfg.bank, cfg.edges), ctx.scale, cfg, snapped)
+
+
+SIGHTED = 32  # candidates checked for line of sight per step (`GraphLevelConfig.sight`)
 
 
 class GraphLevelState(NamedTuple):
@@ -200,6 +208,19 @@ def graph_level(graph: G.BankGraph, scale: float,
         keep = (s.node >= 0) & (ct <= cz + cfg.relocalise)
         return jnp.where(keep, jt, jz), jnp.where(keep, ct, cz)
 
+    def stray(j, cand):
+        """[K] how far (base steps) the route from bank state `j` to each of `cand` [K]
+        strays from the straight line between them: the farthest state on a shortest path
+        between the two (within half a step)."""
+        p = graph.points
+        a, b = p[j], p[cand]  # [q], [K, q]
+        on_path = dist[j][None] + dist[cand] <= dist[j, cand][:, None] + 0.5  # [K, M]
+        ab = b - a
+        t = jnp.clip(jnp.einsum("mq,kq->km", p - a, ab)
+                     / jnp.maximum(jnp.sum(ab**2, -1), 1e-9)[:, None], 0.0, 1.0)
+        off = jnp.sqrt(jnp.sum((p[None] - a - t[..., None] * ab[:, None]) ** 2, -1))
+        return jnp.max(jnp.where(on_path, off, 0.0), axis=1)
+
     def drop_newest(cuts, n):
         """Cuts without the newest pair (slots n-2, n-1); none left when n reaches 0."""
         c = cfg.max_cuts
@@ -272,10 +293,25 @@ def graph_level(graph: G.BankGraph, scale: float,
             held = (s.idx >= 0) & (from_z[pi] > 0.5)
             score = score + jnp.where(held, cfg.commit * dist[pi], 0.0)
         i = jnp.argmin(score)
+        goal_bent = jnp.bool_(False)
+        if cfg.sight > 0:
+            # The best state of each of SIGHTED bands of distance within the reach (the
+            # best few overall crowd at its rim, all round the same corner), then the
+            # best of those in sight; none in sight: as without.
+            band = jnp.clip((from_z / r * SIGHTED).astype(jnp.int32), 0, SIGHTED - 1)
+            per = jnp.where(band[None] == jnp.arange(SIGHTED)[:, None], score[None],
+                            jnp.inf)
+            cand, best_in = jnp.argmin(per, 1), jnp.min(per, 1)
+            dev = stray(jz, jnp.append(cand, jt))
+            ok = (dev[:-1] <= cfg.sight) & (best_in < score[i] + 500.0)
+            i = jnp.where(jnp.any(ok), cand[jnp.argmin(jnp.where(ok, best_in, jnp.inf))], i)
+            goal_bent = dev[-1] > cfg.sight
         # The target itself only within the plain reach, or when it is nearer than the
         # chosen state: handed down from a stretched reach it is a straight line into the
-        # wall that the stretch was routing round.
-        at_goal = (d_goal <= cfg.reach) | (d_goal <= from_z[i])
+        # wall that the stretch was routing round. (With `sight`, not round a corner
+        # either, unless the target is within `direct` in latent distance.)
+        at_goal = (((d_goal <= cfg.reach) | (d_goal <= from_z[i]))
+                   & (~goal_bent | (direct < big)))
         idx = jnp.where(at_goal, -1, i).astype(jnp.int32)
         sub = jnp.where(at_goal, target, bank[i])
         # Progress towards the target; a stall bans the subgoal, or, the second time at

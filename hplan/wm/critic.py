@@ -182,6 +182,12 @@ def transition_graph(z: np.ndarray, node_idx: np.ndarray, directed: bool = True)
     return ids, shortest_path(g, method="D", directed=directed).astype(np.float32)
 
 
+def step_unit(z: np.ndarray) -> float:
+    """A full-speed step in the space of `z` [N, T+1, d]: the 95th percentile of the
+    data's own per-step displacement."""
+    return float(max(np.percentile(np.linalg.norm(np.diff(z, axis=1), axis=-1), 95), 1e-8))
+
+
 def transition_links(z: np.ndarray, node_idx: np.ndarray, groups: np.ndarray | None = None):
     """(node id per state [N, T+1], sparse directed link matrix): every state snaps to its
     nearest node and each observed transition between two nodes links them, its length
@@ -218,10 +224,9 @@ def transition_links(z: np.ndarray, node_idx: np.ndarray, groups: np.ndarray | N
     dst = np.concatenate([dst, self_id])
     keep = src != dst
     src, dst = src[keep], dst[keep]
-    # Edge length: distance between the two nodes, in units of a full-speed step (the
-    # 95th percentile of the data's own per-step displacement). Hop counts would make
-    # every edge cost the same, however far apart its nodes are.
-    step = max(np.percentile(np.linalg.norm(np.diff(z, axis=1), axis=-1), 95), 1e-8)
+    # Edge length: distance between the two nodes, in units of a full-speed step. Hop
+    # counts would make every edge cost the same, however far apart its nodes are.
+    step = step_unit(z)
     g = coo_matrix((np.ones(len(src)), (src, dst)), shape=(len(nodes),) * 2).tocsr()
     g.sum_duplicates()  # one edge per observed node pair; its length is set below
     g.data = np.maximum(np.linalg.norm(
@@ -245,7 +250,7 @@ def path_links(z: np.ndarray, node_idx: np.ndarray, radius: float = 1.0):
     flat = z.reshape(-1, d)
     nodes = flat[np.asarray(node_idx)]
     hop = np.linalg.norm(np.diff(z, axis=1), axis=-1)  # [N, T]
-    step = max(np.percentile(hop, 95), 1e-8)
+    step = step_unit(z)
     d2 = (flat**2).sum(1)[:, None] - 2 * flat @ nodes.T + (nodes**2).sum(1)[None]
     near = d2.argmin(1)
     dn = np.sqrt(np.maximum(d2[np.arange(len(flat)), near], 0)).reshape(n, t1) / step
