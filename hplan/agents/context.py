@@ -137,15 +137,14 @@ def data_edges(stack, data, index: np.ndarray):
     crossed a wall, so neither does a link, but for snapping errors where two sides nearly
     touch (see `bank_index`). The points are the bank states in that space, in the links'
     unit (base steps): a link's length is the distance between its points."""
-    from hplan.wm.critic import step_unit, transition_links
+    from hplan.wm.critic import hops, step_unit, transition_links
 
     kind = snap_space(data)
     x = np.asarray(stack.encode(data.obs) if kind == "latent" else snap_data(data, kind),
                    np.float32)
-    _, g = transition_links(x, index, data.groups)
-    g = g.tocoo()
-    points = _rows(x, index) / step_unit(x)
-    return (g.row, g.col, g.data.astype(np.float32)), points
+    step = step_unit(hops(x))
+    g = transition_links(x, index, data.groups, step)[1].tocoo()
+    return (g.row, g.col, g.data.astype(np.float32)), _rows(x, index) / step
 
 
 def _rows(x: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -39,9 +39,9 @@ class BankGraph(NamedTuple):
     links: jax.Array  # [M, J] each bank state's nearest landmarks (landmark indices)
     edges: tuple[np.ndarray, np.ndarray, np.ndarray]  # (src, dst, weight): the direct links
     pinned: jax.Array  # [M] states the data holds more than once (pushed into an obstacle)
-    # [M, k] the states in the space the links were measured in, in base steps (a link's
-    # length is the distance between its points); the latents where none is given
-    points: jax.Array | None = None
+    # [M, k] the states in the space the links were measured in (a link's length is the
+    # distance between its points); `build` puts the latents where none is given
+    points: jax.Array
 
 
 def shortest_paths(m: int, src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:

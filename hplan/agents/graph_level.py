@@ -303,6 +303,7 @@ def graph_level(graph: G.BankGraph, scale: float,
                             jnp.inf)
             cand, best_in = jnp.argmin(per, 1), jnp.min(per, 1)
             dev = stray(jz, jnp.append(cand, jt))
+            # (a band's best is no candidate if penalised, +1e3, beside the plain best)
             ok = (dev[:-1] <= cfg.sight) & (best_in < score[i] + 500.0)
             i = jnp.where(jnp.any(ok), cand[jnp.argmin(jnp.where(ok, best_in, jnp.inf))], i)
             goal_bent = dev[-1] > cfg.sight

@@ -182,16 +182,22 @@ def transition_graph(z: np.ndarray, node_idx: np.ndarray, directed: bool = True)
     return ids, shortest_path(g, method="D", directed=directed).astype(np.float32)
 
 
-def step_unit(z: np.ndarray) -> float:
-    """A full-speed step in the space of `z` [N, T+1, d]: the 95th percentile of the
-    data's own per-step displacement."""
-    return float(max(np.percentile(np.linalg.norm(np.diff(z, axis=1), axis=-1), 95), 1e-8))
+def hops(z: np.ndarray) -> np.ndarray:
+    """[N, T] the length of each step of trajectories `z` [N, T+1, d]."""
+    return np.linalg.norm(np.diff(z, axis=1), axis=-1)
 
 
-def transition_links(z: np.ndarray, node_idx: np.ndarray, groups: np.ndarray | None = None):
+def step_unit(hop: np.ndarray) -> float:
+    """A full-speed step: the 95th percentile of the data's own step lengths (`hops`)."""
+    return float(max(np.percentile(hop, 95), 1e-8))
+
+
+def transition_links(z: np.ndarray, node_idx: np.ndarray, groups: np.ndarray | None = None,
+                     step: float | None = None):
     """(node id per state [N, T+1], sparse directed link matrix): every state snaps to its
     nearest node and each observed transition between two nodes links them, its length
-    the distance between the nodes in full-speed steps. With `groups` [N] (the map of
+    the distance between the nodes in full-speed steps (`step`: that step's length, when
+    the caller has it; default `step_unit(hops(z))`). With `groups` [N] (the map of
     each episode), a state snaps only to nodes of its own group: on two-rooms-random,
     13 % of states snapped to another map's node and 31 % of links joined two maps, each a
     door where that map has a wall."""
@@ -226,7 +232,7 @@ def transition_links(z: np.ndarray, node_idx: np.ndarray, groups: np.ndarray | N
     src, dst = src[keep], dst[keep]
     # Edge length: distance between the two nodes, in units of a full-speed step. Hop
     # counts would make every edge cost the same, however far apart its nodes are.
-    step = step_unit(z)
+    step = step_unit(hops(z)) if step is None else step
     g = coo_matrix((np.ones(len(src)), (src, dst)), shape=(len(nodes),) * 2).tocsr()
     g.sum_duplicates()  # one edge per observed node pair; its length is set below
     g.data = np.maximum(np.linalg.norm(
@@ -249,8 +255,8 @@ def path_links(z: np.ndarray, node_idx: np.ndarray, radius: float = 1.0):
     n, t1, d = z.shape
     flat = z.reshape(-1, d)
     nodes = flat[np.asarray(node_idx)]
-    hop = np.linalg.norm(np.diff(z, axis=1), axis=-1)  # [N, T]
-    step = step_unit(z)
+    hop = hops(z)
+    step = step_unit(hop)
     d2 = (flat**2).sum(1)[:, None] - 2 * flat @ nodes.T + (nodes**2).sum(1)[None]
     near = d2.argmin(1)
     dn = np.sqrt(np.maximum(d2[np.arange(len(flat)), near], 0)).reshape(n, t1) / step
