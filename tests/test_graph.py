@@ -164,6 +164,22 @@ def test_line_of_sight_keeps_the_subgoal_short_of_a_corner(goal):
     np.testing.assert_allclose(subs[0.75], [0.0, 5.0], atol=1e-6)  # at the corner
 
 
+def test_reach_from_the_bank_keeps_a_subgoal_ahead_when_the_agent_is_off_the_bank():
+    """The agent's latent is 2 steps off the L's first arm, beside (0, 1). Reach 2 counted
+    from the agent is spent on that join: the subgoal is the join state itself, level 0
+    is sent sideways. Counted from the bank state, the subgoal is 2 steps along."""
+    g, _ = l_graph()
+    z, goal = jnp.asarray([1.0, 1.0]), jnp.asarray([5.0, 5.0])
+    subs = {}
+    for where in ("agent", "bank"):
+        level = graph_level(g, scale=0.5, cfg=GraphLevelConfig(reach=2.0, reach_from=where))
+        _, sub, _ = level.step(level.init(jax.random.key(0), goal), jax.random.key(1), z,
+                               goal)
+        subs[where] = np.asarray(sub)
+    np.testing.assert_allclose(subs["agent"], [0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(subs["bank"], [0.0, 2.0], atol=1e-6)
+
+
 def test_bad_graph_level_settings_name_the_fix():
     with pytest.raises(ValueError, match="cut_radius=0.*Fix"):
         GraphLevelConfig(cut_radius=0.0)
@@ -173,6 +189,8 @@ def test_bad_graph_level_settings_name_the_fix():
         GraphLevelConfig(relax=-1)
     with pytest.raises(ValueError, match="sight=-1.*Fix"):
         GraphLevelConfig(sight=-1.0)
+    with pytest.raises(ValueError, match="reach_from='goal'.*Fix"):
+        GraphLevelConfig(reach_from="goal")
 
 
 def test_a_surprised_graph_level_cuts_at_once_and_goes_round():

@@ -82,6 +82,11 @@ class GraphLevelConfig:
     # level 0 heads straight for its subgoal, and into the wall corner. 0: off. Measured in
     # the space the links were (`BankGraph.points`).
     sight: float = 0.0
+    # Where the reach is measured from: "agent" (the agent's latent, its join to the bank
+    # included) or "bank" (the bank state it is localised at). Off the bank (near walls
+    # the latent join is 1-2 steps on maze32) the join eats the reach, and the best
+    # subgoal left is the join state itself, beside or behind the agent: it dithers.
+    reach_from: str = "agent"
     # Sweeps of relaxation over each bank state's 8 nearest states after the landmark
     # field: near a wide cut (a closed door) every landmark link of a state may pass the
     # cut, and without it such a state has no route, so the cuts are dropped. 0: off.
@@ -108,6 +113,9 @@ class GraphLevelConfig:
         if self.localise not in ("latent", "observation"):
             raise ConfigError("localise", f"localise={self.localise!r}",
                               "use 'latent' or 'observation'")
+        if self.reach_from not in ("agent", "bank"):
+            raise ConfigError("reach_from", f"reach_from={self.reach_from!r}",
+                              "use 'agent' or 'bank'")
         if self.edges not in ("data", "critic"):
             raise ConfigError("edges", f"edges={self.edges!r}", "use 'data' or 'critic'")
 
@@ -280,10 +288,11 @@ def graph_level(graph: G.BankGraph, scale: float,
         gains = togo < here - 0.5
         banned = (s.ban_left > 0) & (dist[jnp.maximum(s.ban_idx, 0)] <= cfg.ban_radius)
         gains = gains & ~banned
-        ahead = jnp.min(jnp.where(gains, from_z, big))
+        span = from_z - cz if cfg.reach_from == "bank" else from_z  # what the reach bounds
+        ahead = jnp.min(jnp.where(gains, span, big))
         r = jnp.maximum(cfg.reach, jnp.minimum(ahead, 4.0 * cfg.reach))
-        stall = jnp.any(gains & (from_z <= r)) & ~gains
-        score = (from_z + (1.0 + cfg.progress) * togo + 1e3 * jax.nn.relu(from_z - r)
+        stall = jnp.any(gains & (span <= r)) & ~gains
+        score = (from_z + (1.0 + cfg.progress) * togo + 1e3 * jax.nn.relu(span - r)
                  + jnp.where(stall, 1e3, 0.0))
         if cfg.avoid_pinned:
             score = score + jnp.where(graph.pinned, 1e3, 0.0)
@@ -298,7 +307,7 @@ def graph_level(graph: G.BankGraph, scale: float,
             # The best state of each of SIGHTED bands of distance within the reach (the
             # best few overall crowd at its rim, all round the same corner), then the
             # best of those in sight; none in sight: as without.
-            band = jnp.clip((from_z / r * SIGHTED).astype(jnp.int32), 0, SIGHTED - 1)
+            band = jnp.clip((span / r * SIGHTED).astype(jnp.int32), 0, SIGHTED - 1)
             per = jnp.where(band[None] == jnp.arange(SIGHTED)[:, None], score[None],
                             jnp.inf)
             cand, best_in = jnp.argmin(per, 1), jnp.min(per, 1)
