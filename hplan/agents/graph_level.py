@@ -110,14 +110,11 @@ class GraphLevelConfig:
             v = getattr(self, key)
             if not (isinstance(v, int) and v >= 1):
                 raise ConfigError(key, f"{key}={v!r}", "use a positive integer")
-        if self.localise not in ("latent", "observation"):
-            raise ConfigError("localise", f"localise={self.localise!r}",
-                              "use 'latent' or 'observation'")
-        if self.reach_from not in ("agent", "bank"):
-            raise ConfigError("reach_from", f"reach_from={self.reach_from!r}",
-                              "use 'agent' or 'bank'")
-        if self.edges not in ("data", "critic"):
-            raise ConfigError("edges", f"edges={self.edges!r}", "use 'data' or 'critic'")
+        for key, choices in (("localise", ("latent", "observation")),
+                             ("reach_from", ("agent", "bank")), ("edges", ("data", "critic"))):
+            v = getattr(self, key)
+            if v not in choices:
+                raise ConfigError(key, f"{key}={v!r}", "use " + " or ".join(map(repr, choices)))
 
 
 Config = GraphLevelConfig
