@@ -285,3 +285,52 @@ def test_glimpse_reads_the_frame_round_its_attention_point():
     assert model.encode(jnp.zeros((3, 18, 18, 2), jnp.uint8)).shape == (3, wm.latent_dim)
     with pytest.raises(ValueError, match="glimpse"):
         WMConfig(glimpse=-1)
+
+
+def test_conv3_is_a_same_padded_3x3_convolution():
+    """The im2col 3x3 convolution equals lax's convolution with the same kernel."""
+    from flax import nnx
+
+    from hplan.wm import models
+
+    conv = models.Conv3(3, 5, nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, 6, 7, 3))
+    kernel = conv.linear.kernel.value.reshape(3, 3, 3, 5)  # (di, dj, cin, cout)
+    want = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(conv(x), want + conv.linear.bias.value, atol=1e-5)
+
+
+def test_spatial_latent_is_local_and_refuses_a_wrong_size():
+    """A spatial latent is the flattened feature map and a keypoint vector; the level-0
+    predictor of the map at a location depends only on its 3x3 neighbourhood (so a wall
+    beside the agent is in view, and nothing far away leaks in), the vector's on the
+    map; a latent_dim that does not match the map is refused with the right number, and
+    so is a spatial latent on a state task."""
+    from hplan import tasks
+    from hplan.core import ConfigError
+    from hplan.train import pipeline
+    from hplan.wm.config import stack_config
+    from hplan.wm.models import SPATIAL_VECTOR
+
+    d = 4 * 4 * 3 + SPATIAL_VECTOR  # the map, then the keypoint vector
+    wm = WMConfig(latent_dim=d, hidden=32, strides=(1, 4), pixels=True, spatial=3)
+    model = wm_train.build_model((16, 16, 2), 2, wm)
+    z = model.encode(jnp.zeros((5, 16, 16, 2), jnp.uint8))
+    assert z.shape == (5, d)
+    z0 = jax.random.normal(jax.random.key(0), (d,))
+    # the vector's step sees the map (the convolution's features where the agent is)
+    jv = np.asarray(jax.jacobian(lambda v: model.step(0, v, jnp.array([0.3, -0.2]))[48:])(z0))
+    assert np.abs(jv[:, :48]).max() > 0
+    jac = jax.jacobian(lambda v: model.step(0, v, jnp.array([0.3, -0.2]))[:48])(z0)[:, :48]
+    jac = np.abs(np.asarray(jac)).reshape(4, 4, 3, 4, 4, 3).sum((2, 5))  # [out r,c, in r,c]
+    for r, c in [(0, 0), (1, 2), (3, 3)]:
+        near = np.zeros((4, 4), bool)
+        near[max(r - 1, 0): r + 2, max(c - 1, 0): c + 2] = True
+        assert jac[r, c][near].min() > 0 and jac[r, c][~near].max() == 0
+    assert model.rollout(1, z0, jnp.zeros((3, wm.macro_dim))).shape == (3, d)
+    with pytest.raises(ValueError, match=f"latent_dim = {d}"):
+        wm_train.build_model((16, 16, 2), 2, dataclasses.replace(wm, latent_dim=16))
+    cfg = stack_config({"wm": {"spatial": 3, "latent_dim": d}})
+    with pytest.raises(ConfigError, match="pixel frames"):
+        pipeline.for_task(tasks.load("two-rooms"), cfg)

@@ -17,12 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from hplan import data as data_lib
+from hplan.core import ConfigError
 from hplan.train import loop
 from hplan.wm import critic as critic_lib
 from hplan.wm import diagnostics as diag
 from hplan.wm import jepa
 from hplan.wm.config import StackConfig, stack_config
-from hplan.wm.models import WMConfig
+from hplan.wm.models import WMConfig, check_spatial
 from hplan.wm.stack import Stack, diagnose
 
 
@@ -32,7 +33,18 @@ def for_task(task, cfg: StackConfig | None = None) -> StackConfig:
     cfg = cfg or stack_config(task.spec.stack)
     size = task.env.observation_size
     pixels = isinstance(size, tuple) and len(size) == 3
-    return dataclasses.replace(cfg, wm=dataclasses.replace(cfg.wm, pixels=pixels))
+    wm = dataclasses.replace(cfg.wm, pixels=pixels)
+    if wm.spatial:  # refused here, before any data is collected
+        if not pixels:
+            raise ConfigError("spatial", f"task {task.name!r} observes a vector, and a "
+                              "spatial latent needs pixel frames",
+                              'set obs = "pixels" in [env_args], or [stack.wm] spatial = 0')
+        try:
+            check_spatial(size, wm)
+        except ValueError as e:
+            raise ConfigError("latent_dim", str(e).split(". Fix:")[0],
+                              str(e).split("Fix: ")[-1]) from None
+    return dataclasses.replace(cfg, wm=wm)
 
 
 def _config(task, data, cfg: StackConfig) -> dict:

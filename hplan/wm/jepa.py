@@ -167,7 +167,7 @@ def make_loss(graphdef, wm: WMConfig, tc: TrainConfig):
                 metrics["step_floor"] = floor
                 total = total + tc.step_floor_weight * floor
         if tc.temporal_var_weight > 0:
-            tstd = jnp.sqrt(jnp.var(z_all[0], axis=1) + 1e-6)  # [B, d]
+            tstd = jnp.sqrt(jnp.var(model.moving(z_all[0]), axis=1) + 1e-6)  # [B, d]
             tvar = jnp.mean(jax.nn.relu(tc.temporal_std - tstd))
             metrics["tvar"] = tvar
             total = total + tc.temporal_var_weight * tvar

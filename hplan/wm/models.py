@@ -32,6 +32,12 @@ class WMConfig:
     # stack 0: the level-0 model still carries 0.89 of pushes through the dividing wall
     # (0.93 without; bench/wall_crossing.py), so it is off by default.
     glimpse: int = 0
+    # Pixels only: channels per location of a spatial latent (0: off, keypoints). The
+    # latent is then the encoder's feature map (one location per 4x4-pixel patch),
+    # flattened, so latent_dim must be locations x spatial; the predictors are small
+    # convolutions over the map, so whether a wall stands next to the agent is a local
+    # question the predictor can answer (the PLDM / eb_jepa Two Rooms design).
+    spatial: int = 0
 
     @property
     def levels(self) -> int:
@@ -45,6 +51,9 @@ class WMConfig:
         if not (isinstance(self.glimpse, int) and 0 <= self.glimpse <= 16):
             raise ValueError(f"glimpse={self.glimpse!r} must be a radius in pixels from 0 "
                              "(off) to 16. Fix: use e.g. glimpse = 4")
+        if not (isinstance(self.spatial, int) and 0 <= self.spatial <= 64):
+            raise ValueError(f"spatial={self.spatial!r} must be channels per location from "
+                             "0 (off) to 64. Fix: use e.g. spatial = 8")
 
 
 class MLP(nnx.Module):
@@ -176,6 +185,123 @@ class Glimpse(nnx.Module):
         return out.reshape(n, self.size)
 
 
+# Channels inside the spatial encoder and level-0 predictor. Compute grows with their
+# square: with 32 and a 3x3 stage in the encoder an update took 11x a keypoint model's.
+SPATIAL_WIDTH = 16
+SPATIAL_VECTOR = 16  # the keypoint vector beside the map
+
+
+class Conv3(nnx.Module):
+    """A 3x3 'same' convolution over [..., H, W, C] as nine shifted copies and one matmul
+    (im2col): no `conv` op, so no XLA:CPU slowdown inside a scan (see `PatchConv`)."""
+
+    def __init__(self, cin: int, cout: int, rngs: nnx.Rngs):
+        self.linear = nnx.Linear(9 * cin, cout, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h, w = x.shape[-3:-1]
+        pad = [(0, 0)] * (x.ndim - 3) + [(1, 1), (1, 1), (0, 0)]
+        xp = jnp.pad(x, pad)
+        cols = [xp[..., i: i + h, j: j + w, :] for i in range(3) for j in range(3)]
+        return self.linear(jnp.concatenate(cols, axis=-1))
+
+
+def spatial_shape(obs_shape, cfg: WMConfig, patch: int = 4) -> tuple[int, int, int]:
+    """(rows, cols, channels) of a spatial latent's map for frames of `obs_shape`."""
+    h, w = obs_shape[-3:-1]
+    return -(-h // patch), -(-w // patch), cfg.spatial
+
+
+def check_spatial(obs_shape, cfg: WMConfig) -> None:
+    h, w, c = spatial_shape(obs_shape, cfg)
+    want = h * w * c + SPATIAL_VECTOR
+    if cfg.latent_dim != want:
+        raise ValueError(f"latent_dim={cfg.latent_dim} but a spatial latent of {c} channels "
+                         f"on {h}x{w} locations ({obs_shape[0]}x{obs_shape[1]} frames, "
+                         f"4x4-pixel patches) plus its {SPATIAL_VECTOR}-d keypoint vector "
+                         f"has {want}. Fix: set latent_dim = {want}")
+
+
+class SpatialEncoder(nnx.Module):
+    """Frames -> [a feature map (one location per 4x4 patch, `spatial` channels), flat;
+    a keypoint vector as `PixelEncoder`'s]. The map keeps "agent here" and "wall here"
+    apart (no pooling), for the predictor; the vector is a smooth image of where things
+    are, for costs and critics: on a map alone two far-apart positions are simply
+    different, and the critic learned nothing (Spearman 0.09)."""
+
+    def __init__(self, obs_shape: tuple[int, int, int], cfg: WMConfig, rngs: nnx.Rngs,
+                 patch: int = 4, channels: int = SPATIAL_WIDTH, keypoints: int = 16):
+        self.c1 = PatchConv(obs_shape[-1], channels, patch, rngs)
+        self.out = nnx.Linear(channels, cfg.spatial, rngs=rngs)
+        self.kp = nnx.Linear(channels, keypoints, rngs=rngs)
+        self.head = MLP([2 * keypoints, cfg.hidden, SPATIAL_VECTOR], rngs)
+
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        lead = obs.shape[:-3]
+        x = obs.reshape(-1, *obs.shape[-3:])
+        if x.dtype == jnp.uint8:
+            x = x.astype(jnp.float32) / 255.0
+        f = jax.nn.gelu(self.c1(x))
+        m = self.out(f).reshape(f.shape[0], -1)
+        z = jnp.concatenate([m, self.head(soft_argmax(self.kp(f)))], -1)
+        return z.reshape(*lead, -1)
+
+
+class SpatialPredictor(nnx.Module):
+    """Level 0 on a spatial latent. The map steps by a 3x3 convolution over it with the
+    action broadcast to every location (then two 1x1 layers), residual: one base step
+    moves the agent less than a location, so a 3x3 neighbourhood holds the agent, where
+    it goes, and any wall in the way. The vector steps by an MLP of (vector, action, the
+    convolution's features pooled under a learned attention over the map, i.e. read
+    where the agent is): so whether the way is blocked reaches the vector too."""
+
+    def __init__(self, action_dim: int, shape: tuple[int, int, int], cfg: WMConfig,
+                 rngs: nnx.Rngs, hidden: int = 2 * SPATIAL_WIDTH, heads: int = 2):
+        self.shape = shape
+        self.noise_dim = cfg.noise_dim
+        c = shape[-1]
+        u = action_dim + cfg.noise_dim
+        self.c1 = Conv3(c + u, hidden, rngs)
+        self.mid = nnx.Linear(hidden, hidden, rngs=rngs)
+        self.out = nnx.Linear(hidden, c, rngs=rngs)
+        self.att = nnx.Linear(c, heads, rngs=rngs)
+        self.vec = MLP([SPATIAL_VECTOR + u + heads * hidden, cfg.hidden, cfg.hidden,
+                        SPATIAL_VECTOR], rngs)
+
+    def __call__(self, z: jax.Array, a: jax.Array, noise: jax.Array | None = None) -> jax.Array:
+        lead = z.shape[:-1]
+        h, w, c = self.shape
+        m, v = z[..., : h * w * c].reshape(*lead, h, w, c), z[..., h * w * c:]
+        parts = [a]
+        if self.noise_dim:
+            parts.append(jnp.zeros((*lead, self.noise_dim)) if noise is None else noise)
+        u = jnp.concatenate(parts, axis=-1)
+        ub = jnp.broadcast_to(u[..., None, None, :], (*lead, h, w, u.shape[-1]))
+        f = jax.nn.gelu(self.mid(jax.nn.gelu(self.c1(jnp.concatenate([m, ub], -1)))))
+        att = jax.nn.softmax(self.att(m).reshape(*lead, h * w, -1), axis=-2)
+        pooled = jnp.einsum("...lk,...lf->...kf", att, f.reshape(*lead, h * w, -1))
+        m = m + self.out(f)
+        v = v + self.vec(jnp.concatenate([v, u, pooled.reshape(*lead, -1)], -1))
+        return jnp.concatenate([m.reshape(*lead, -1), v], -1)
+
+
+class SpatialExpander(nnx.Module):
+    """VICReg's expander for a spatial latent: per location on the map, [..., H*W, 4C],
+    with the vector as one more sample row of its own expander. A dense expander of a
+    528-d latent would cost a 2112^2 covariance per update."""
+
+    def __init__(self, shape: tuple[int, int, int], rngs: nnx.Rngs):
+        self.shape = shape
+        c = shape[-1]
+        self.net = MLP([c, 4 * c, 4 * c], rngs)
+        self.vec = MLP([SPATIAL_VECTOR, 4 * c, 4 * c], rngs)
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        h, w, c = self.shape
+        m = self.net(z[..., : h * w * c].reshape(*z.shape[:-1], h * w, c))
+        return jnp.concatenate([m, self.vec(z[..., h * w * c:])[..., None, :]], -2)
+
+
 class Predictor(nnx.Module):
     """z' = z + f(z, action[, noise]): residual, so an untrained model predicts no change."""
 
@@ -206,19 +332,38 @@ class WorldModel(nnx.Module):
 
     def __init__(self, obs_shape, action_dim: int, cfg: WMConfig, rngs: nnx.Rngs):
         self.cfg = cfg
-        if cfg.pixels:
-            self.encoder = PixelEncoder(tuple(obs_shape), cfg, rngs)
-        else:
-            self.encoder = StateEncoder(int(obs_shape[-1]), cfg, rngs)
         dims = [action_dim] + [cfg.macro_dim] * (cfg.levels - 1)
-        self.predictors = nnx.List([Predictor(d, cfg, rngs) for d in dims])
+        if cfg.spatial:
+            if not cfg.pixels:
+                raise ValueError("spatial latents need pixel observations. Fix: set obs "
+                                 '= "pixels" in [env_args], or spatial = 0')
+            check_spatial(obs_shape, cfg)
+            shape = spatial_shape(obs_shape, cfg)
+            self.encoder = SpatialEncoder(tuple(obs_shape), cfg, rngs)
+            # levels > 0 move the agent several locations a step: a dense predictor
+            self.predictors = nnx.List([SpatialPredictor(dims[0], shape, cfg, rngs)]
+                                       + [Predictor(d, cfg, rngs) for d in dims[1:]])
+            self.expander = SpatialExpander(shape, rngs)
+        else:
+            if cfg.pixels:
+                self.encoder = PixelEncoder(tuple(obs_shape), cfg, rngs)
+            else:
+                self.encoder = StateEncoder(int(obs_shape[-1]), cfg, rngs)
+            self.predictors = nnx.List([Predictor(d, cfg, rngs) for d in dims])
+            self.expander = MLP([cfg.latent_dim, 4 * cfg.latent_dim, 4 * cfg.latent_dim], rngs)
         self.macros = nnx.List([MacroEncoder(s, action_dim, cfg, rngs) for s in cfg.strides[1:]])
-        self.expander = MLP([cfg.latent_dim, 4 * cfg.latent_dim, 4 * cfg.latent_dim], rngs)
         if cfg.inverse:
             self.inverse = MLP([2 * cfg.latent_dim, cfg.hidden, action_dim], rngs)
 
     def encode(self, obs: jax.Array) -> jax.Array:
         return self.encoder(obs)
+
+    def moving(self, z: jax.Array) -> jax.Array:
+        """The part of a latent that should move within an episode (for the temporal
+        variance term): a spatial latent's vector; its map is mostly still walls."""
+        if self.cfg.spatial:
+            return z[..., -SPATIAL_VECTOR:]
+        return z
 
     def read_action(self, z: jax.Array, target: jax.Array, unit) -> jax.Array:
         """The inverse head's level-0 action for the step z -> target; `unit`: the step
