@@ -34,9 +34,11 @@ class WMConfig:
     glimpse: int = 0
     # Pixels only: channels per location of a spatial latent (0: off, keypoints). The
     # latent is then the encoder's feature map (one location per 4x4-pixel patch),
-    # flattened, so latent_dim must be locations x spatial; the predictors are small
-    # convolutions over the map, so whether a wall stands next to the agent is a local
-    # question the predictor can answer (the PLDM / eb_jepa Two Rooms design).
+    # flattened, plus a keypoint vector (latent_dim = locations x spatial + 16); level 0
+    # steps the map by a 3x3 convolution, so a wall beside the agent is in its view (the
+    # PLDM / eb_jepa design). Measured on two-rooms-random stack 0: wall crossing 0.92 ->
+    # 0.52, but its critic did not learn (Spearman 0.12) and every agent got worse, so
+    # it is off by default.
     spatial: int = 0
 
     @property
