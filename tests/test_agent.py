@@ -94,6 +94,36 @@ def test_shipped_agents_load_and_bad_files_point_at_the_line(tmp_path):
     assert A.load_agent(path).levels[0].config.reach == 3.0
 
 
+def test_an_agent_file_can_name_its_base_and_say_only_what_differs(tmp_path):
+    """`base` + `[level.N]` patches give exactly the base agent with those keys changed;
+    `[actuator]` keys merge one by one, `[[levels]]` replaces; a shipped variant written
+    this way keeps its settings; mistakes point at the line."""
+    hier2 = A.load_agent("hier-2")
+    f = tmp_path / "v.toml"
+    f.write_text('base = "hier-2"\nname = "v"\n[level.0]\ntrack = 1.5\n'
+                 '[actuator]\nhorizon = 5\n')
+    v = A.load_agent(f)
+    assert v.name == "v" and v.description == hier2.description
+    assert v.levels[0].config == dataclasses.replace(hier2.levels[0].config, track=1.5)
+    assert v.actuator == dataclasses.replace(hier2.actuator, horizon=5)
+    assert v.surprise == hier2.surprise and v.levels[0].every == hier2.levels[0].every
+    (tmp_path / "w.toml").write_text('base = "v.toml"\nname = "w"\n[[levels]]\nkind = "macro"\n')
+    w = A.load_agent(tmp_path / "w.toml")  # a chain of bases, by relative path
+    assert [lv.kind for lv in w.levels] == ["macro"] and w.actuator.horizon == 5
+    s = A.load_agent("hier-2-data-surprise")  # shipped as base = "hier-2-data" + patches
+    assert s.levels[0].config == dataclasses.replace(
+        A.load_agent("hier-2-data").levels[0].config, relax=8) and s.surprise.react
+    bad = {'base = "hier-2"\n[level.0]\ntrak = 1.5\n': r"b.toml:3:1: unknown key 'trak'",
+           'base = "hier-2"\n\n[level.3]\ntrack = 1.5\n': r"b.toml:4:1: \[level.3\].*0 to 0",
+           'name = "x"\n[level.0]\ntrack = 1.5\n': r"b.toml:3:1: .*has no base",
+           'name = "x"\nbase = "nope"\n': r"b.toml:2:1: unknown agent 'nope'",
+           'base = "b.toml"\n': r"b.toml:1:1: .*leads back to this file"}
+    for text, want in bad.items():
+        (tmp_path / "b.toml").write_text(text)
+        with pytest.raises(ValueError, match=want):
+            A.load_agent(tmp_path / "b.toml")
+
+
 def test_inverse_final_step_needs_a_trained_head_and_a_sane_distance(rooms):
     from hplan.core import ConfigError
 

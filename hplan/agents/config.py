@@ -18,6 +18,16 @@ alone or as the planner's warm start (`hplan.agents.system1`). A new kind of lev
 `hplan/agents/<kind>_level.py`, with a `Config` dataclass and `make(cfg, ctx) -> Level`.
 `load_agent("hier-2")` reads `agents/hier-2.toml`; a path to any `.toml` works too. Every
 mistake raises `ValueError("FILE:LINE:COL: what. Fix: how")` before any compute.
+
+A variant names its `base` (a shipped name, or a path relative to the file) and says only
+what differs: top-level keys replace, `[actuator]` / `[surprise]` keys replace one by one,
+`[level.N]` patches keys of the base's level N (0: the top), and `[[levels]]` replaces
+them all:
+
+    base = "hier-2"
+    name = "hier-2-track"
+    [level.0]
+    track = 1.5
 """
 
 from __future__ import annotations
@@ -89,20 +99,75 @@ def _typed(cls, raw: dict, what: str) -> Any:
     return cls(**out)
 
 
-def parse_agent(text: str, source: str = "<string>") -> AgentConfig:
-    """Parse an agent file's TOML text."""
+_TOP = {"name", "description", "actuator", "levels", "surprise", "base", "level"}
+
+
+def _inherit(raw: dict, where: shipped.Where, source: str, seen: tuple[str, ...]) -> dict:
+    """`raw` merged over its `base` file's (itself merged over its own base, if any)."""
+    base = raw.get("base")
+    if base is None:
+        if "level" in raw:
+            first = next(iter(raw["level"]), "0")
+            raise where.error(next(iter(raw["level"].get(first) or {}), "level"),
+                              "[level.N] patches a base agent's levels, and this file has "
+                              "no base", 'add base = "<agent>" or write [[levels]]',
+                              f"level.{first}")
+        return raw
+    if not isinstance(base, str):
+        raise where.error("base", f"base = {base!r} is not a name or path",
+                          'write base = "hier-2"')
+    try:
+        near = Path(source).parent / base
+        path = shipped.resolve(near if base.endswith(".toml") else base, AGENTS_DIR, "agent")
+    except ValueError as e:
+        raise where.error("base", str(e).split(". Fix:")[0],
+                          str(e).split("Fix: ")[-1]) from None
+    key = str(path.resolve())
+    if key in seen:
+        raise where.error("base", f"base = {base!r} leads back to this file",
+                          "make the chain of bases end in a file with no base")
+    text = path.read_text()
+    parse_agent(text, str(path), seen + (key,))  # the base must be valid on its own
+    merged = dict(_inherit(shipped.read_toml(text, str(path)), shipped.Where(text, str(path)),
+                           str(path), seen + (key,)))
+    merged.pop("base", None)
+    for table in ("actuator", "surprise"):
+        if table in raw:
+            merged[table] = {**merged.get(table, {}), **raw[table]}
+    if "levels" in raw:
+        merged["levels"] = raw["levels"]
+    levels = [dict(lv) for lv in merged.get("levels", [])]
+    for i, patch in raw.get("level", {}).items():
+        if not (i.isdigit() and int(i) < len(levels)):
+            raise where.error(next(iter(patch), "level"), f"[level.{i}]: the base "
+                              f"{base!r} has levels 0 to {len(levels) - 1}",
+                              f"patch one of [level.0] .. [level.{len(levels) - 1}]",
+                              f"level.{i}")
+        levels[int(i)].update(patch)
+    if levels:
+        merged["levels"] = levels
+    for k in ("name", "description"):
+        if k in raw:
+            merged[k] = raw[k]
+    return merged
+
+
+def parse_agent(text: str, source: str = "<string>", _seen: tuple[str, ...] = ()
+                ) -> AgentConfig:
+    """Parse an agent file's TOML text (with its `base` file's settings under it)."""
     raw = shipped.read_toml(text, source)
     where = shipped.Where(text, source)
 
     def err(e: ConfigError, table: str | None = None, nth: int = 0) -> ValueError:
         return where.error(e.key, e.what, e.fix, table, nth)
 
-    top = {"name", "description", "actuator", "levels", "surprise"}
     for key in raw:
-        if key not in top:
+        if key not in _TOP:
             raise err(ConfigError(key, f"unknown key {key!r}",
-                                  f"use one of: {', '.join(sorted(top))} (planner settings "
+                                  f"use one of: {', '.join(sorted(_TOP))} (planner settings "
                                   "go in [actuator], levels in [[levels]])"))
+    patched = set(raw.get("level", {})) if "levels" not in raw else set()
+    raw = _inherit(raw, where, source, _seen)
     act = dict(raw.get("actuator", {}))
     kind = act.pop("kind", "mpc")
     if kind not in ACTUATORS:
@@ -129,7 +194,7 @@ def parse_agent(text: str, source: str = "<string>") -> AgentConfig:
             levels.append(LevelSpec(mod.__name__.rsplit(".", 1)[1][: -len("_level")],
                                     _typed(mod.Config, lv, f"level {i}"), every))
         except ConfigError as e:
-            raise err(e, "levels", i) from None
+            raise (err(e, f"level.{i}") if str(i) in patched else err(e, "levels", i)) from None
     if kind == "true-dynamics" and levels:
         raise err(ConfigError("levels", "a true-dynamics actuator takes no levels",
                               "drop the [[levels]] tables"))
