@@ -110,6 +110,8 @@ def test_an_agent_file_can_name_its_base_and_say_only_what_differs(tmp_path):
     (tmp_path / "w.toml").write_text('base = "v.toml"\nname = "w"\n[[levels]]\nkind = "macro"\n')
     w = A.load_agent(tmp_path / "w.toml")  # a chain of bases, by relative path
     assert [lv.kind for lv in w.levels] == ["macro"] and w.actuator.horizon == 5
+    (tmp_path / "unnamed.toml").write_text('base = "hier-2"\n')
+    assert A.load_agent(tmp_path / "unnamed.toml").name == "unnamed"  # not "hier-2"
     s = A.load_agent("hier-2-data-surprise")  # shipped as base = "hier-2-data" + patches
     assert s.levels[0].config == dataclasses.replace(
         A.load_agent("hier-2-data").levels[0].config, relax=8) and s.surprise.react

@@ -146,9 +146,10 @@ def _inherit(raw: dict, where: shipped.Where, source: str, seen: tuple[str, ...]
         levels[int(i)].update(patch)
     if levels:
         merged["levels"] = levels
-    for k in ("name", "description"):
-        if k in raw:
-            merged[k] = raw[k]
+    if "description" in raw:
+        merged["description"] = raw["description"]
+    # a variant is never called by its base's name: a bench would print two of them
+    merged["name"] = raw.get("name", Path(source).stem)
     return merged
 
 
