@@ -335,6 +335,8 @@ class WorldModel(nnx.Module):
     def __init__(self, obs_shape, action_dim: int, cfg: WMConfig, rngs: nnx.Rngs):
         self.cfg = cfg
         dims = [action_dim] + [cfg.macro_dim] * (cfg.levels - 1)
+        # Parameters are drawn in this order (encoder, predictors, macros, expander): keep
+        # it, or every stack trained from a seed gets other weights than before.
         if cfg.spatial:
             if not cfg.pixels:
                 raise ValueError("spatial latents need pixel observations. Fix: set obs "
@@ -345,15 +347,17 @@ class WorldModel(nnx.Module):
             # levels > 0 move the agent several locations a step: a dense predictor
             self.predictors = nnx.List([SpatialPredictor(dims[0], shape, cfg, rngs)]
                                        + [Predictor(d, cfg, rngs) for d in dims[1:]])
-            self.expander = SpatialExpander(shape, rngs)
         else:
             if cfg.pixels:
                 self.encoder = PixelEncoder(tuple(obs_shape), cfg, rngs)
             else:
                 self.encoder = StateEncoder(int(obs_shape[-1]), cfg, rngs)
             self.predictors = nnx.List([Predictor(d, cfg, rngs) for d in dims])
-            self.expander = MLP([cfg.latent_dim, 4 * cfg.latent_dim, 4 * cfg.latent_dim], rngs)
         self.macros = nnx.List([MacroEncoder(s, action_dim, cfg, rngs) for s in cfg.strides[1:]])
+        if cfg.spatial:
+            self.expander = SpatialExpander(shape, rngs)
+        else:
+            self.expander = MLP([cfg.latent_dim, 4 * cfg.latent_dim, 4 * cfg.latent_dim], rngs)
         if cfg.inverse:
             self.inverse = MLP([2 * cfg.latent_dim, cfg.hidden, action_dim], rngs)
 
