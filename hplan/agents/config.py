@@ -126,10 +126,9 @@ def _inherit(raw: dict, where: shipped.Where, source: str, seen: tuple[str, ...]
     if key in seen:
         raise where.error("base", f"base = {base!r} leads back to this file",
                           "make the chain of bases end in a file with no base")
-    text = path.read_text()
-    parse_agent(text, str(path), seen + (key,))  # the base must be valid on its own
-    merged = dict(_inherit(shipped.read_toml(text, str(path)), shipped.Where(text, str(path)),
-                           str(path), seen + (key,)))
+    # the base must be valid on its own (its errors point into its own file)
+    _, merged = _parse(path.read_text(), str(path), seen + (key,))
+    merged = dict(merged)
     merged.pop("base", None)
     for table in ("actuator", "surprise"):
         if table in raw:
@@ -153,9 +152,13 @@ def _inherit(raw: dict, where: shipped.Where, source: str, seen: tuple[str, ...]
     return merged
 
 
-def parse_agent(text: str, source: str = "<string>", _seen: tuple[str, ...] = ()
-                ) -> AgentConfig:
+def parse_agent(text: str, source: str = "<string>") -> AgentConfig:
     """Parse an agent file's TOML text (with its `base` file's settings under it)."""
+    return _parse(text, source, ())[0]
+
+
+def _parse(text: str, source: str, seen: tuple[str, ...]) -> tuple[AgentConfig, dict]:
+    """The config, and the settings it was built from (merged over any bases)."""
     raw = shipped.read_toml(text, source)
     where = shipped.Where(text, source)
 
@@ -168,7 +171,7 @@ def parse_agent(text: str, source: str = "<string>", _seen: tuple[str, ...] = ()
                                   f"use one of: {', '.join(sorted(_TOP))} (planner settings "
                                   "go in [actuator], levels in [[levels]])"))
     patched = set(raw.get("level", {})) if "levels" not in raw else set()
-    raw = _inherit(raw, where, source, _seen)
+    raw = _inherit(raw, where, source, seen)
     act = dict(raw.get("actuator", {}))
     kind = act.pop("kind", "mpc")
     if kind not in ACTUATORS:
@@ -201,7 +204,7 @@ def parse_agent(text: str, source: str = "<string>", _seen: tuple[str, ...] = ()
                               "drop the [[levels]] tables"))
     return AgentConfig(name=raw.get("name", "agent"), description=raw.get("description", ""),
                        actuator=actuator, actuator_kind=kind, levels=tuple(levels),
-                       surprise=surprise)
+                       surprise=surprise), raw
 
 
 def available() -> dict[str, Path]:

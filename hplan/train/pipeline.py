@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from hplan import data as data_lib
-from hplan.core import ConfigError
 from hplan.train import loop
 from hplan.wm import critic as critic_lib
 from hplan.wm import diagnostics as diag
@@ -35,15 +34,7 @@ def for_task(task, cfg: StackConfig | None = None) -> StackConfig:
     pixels = isinstance(size, tuple) and len(size) == 3
     wm = dataclasses.replace(cfg.wm, pixels=pixels)
     if wm.spatial:  # refused here, before any data is collected
-        if not pixels:
-            raise ConfigError("spatial", f"task {task.name!r} observes a vector, and a "
-                              "spatial latent needs pixel frames",
-                              'set obs = "pixels" in [env_args], or [stack.wm] spatial = 0')
-        try:
-            check_spatial(size, wm)
-        except ValueError as e:
-            raise ConfigError("latent_dim", str(e).split(". Fix:")[0],
-                              str(e).split("Fix: ")[-1]) from None
+        check_spatial(size, wm)
     return dataclasses.replace(cfg, wm=wm)
 
 

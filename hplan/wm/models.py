@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from hplan.core import ConfigError
+
 
 @dataclasses.dataclass(frozen=True)
 class WMConfig:
@@ -102,6 +104,13 @@ class PatchConv(nnx.Module):
         return self.linear(x)
 
 
+def frames(obs: jax.Array) -> jax.Array:
+    """Frames of any leading shape -> [N, H, W, C] floats in [0, 1]; they stay uint8 until
+    here, inside the jitted step."""
+    x = obs.reshape(-1, *obs.shape[-3:])
+    return x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x
+
+
 def soft_argmax(x: jax.Array) -> jax.Array:
     """Expected (row, col) in [-1, 1] under a softmax over positions, per channel:
     [N, H, W, K] -> [N, 2K]. Smooth in where things are, so a moving agent gives latents
@@ -136,9 +145,7 @@ class PixelEncoder(nnx.Module):
 
     def __call__(self, obs: jax.Array) -> jax.Array:
         lead = obs.shape[:-3]
-        x = obs.reshape(-1, *obs.shape[-3:])
-        if x.dtype == jnp.uint8:  # frames stay uint8 until here, inside the jitted step
-            x = x.astype(jnp.float32) / 255.0
+        x = frames(obs)
         f = jax.nn.gelu(self.c1(x))
         feats = soft_argmax(self.kp(f))
         if self.glimpse is not None:
@@ -215,13 +222,20 @@ def spatial_shape(obs_shape, cfg: WMConfig, patch: int = 4) -> tuple[int, int, i
 
 
 def check_spatial(obs_shape, cfg: WMConfig) -> None:
+    """Refuse a spatial latent on vector observations or of the wrong size (ConfigError,
+    a ValueError); `hplan.train.pipeline.for_task` calls it before any data is made."""
+    if not cfg.pixels:
+        raise ConfigError("spatial", "a spatial latent needs pixel frames, and these "
+                          "observations are a vector",
+                          'set obs = "pixels" in [env_args], or [stack.wm] spatial = 0')
     h, w, c = spatial_shape(obs_shape, cfg)
     want = h * w * c + SPATIAL_VECTOR
     if cfg.latent_dim != want:
-        raise ValueError(f"latent_dim={cfg.latent_dim} but a spatial latent of {c} channels "
-                         f"on {h}x{w} locations ({obs_shape[0]}x{obs_shape[1]} frames, "
-                         f"4x4-pixel patches) plus its {SPATIAL_VECTOR}-d keypoint vector "
-                         f"has {want}. Fix: set latent_dim = {want}")
+        raise ConfigError("latent_dim", f"latent_dim={cfg.latent_dim} but a spatial latent "
+                          f"of {c} channels on {h}x{w} locations ({obs_shape[-3]}x"
+                          f"{obs_shape[-2]} frames, 4x4-pixel patches) plus its "
+                          f"{SPATIAL_VECTOR}-d keypoint vector has {want}",
+                          f"set latent_dim = {want}")
 
 
 class SpatialEncoder(nnx.Module):
@@ -240,10 +254,7 @@ class SpatialEncoder(nnx.Module):
 
     def __call__(self, obs: jax.Array) -> jax.Array:
         lead = obs.shape[:-3]
-        x = obs.reshape(-1, *obs.shape[-3:])
-        if x.dtype == jnp.uint8:
-            x = x.astype(jnp.float32) / 255.0
-        f = jax.nn.gelu(self.c1(x))
+        f = jax.nn.gelu(self.c1(frames(obs)))
         m = self.out(f).reshape(f.shape[0], -1)
         z = jnp.concatenate([m, self.head(soft_argmax(self.kp(f)))], -1)
         return z.reshape(*lead, -1)
@@ -338,9 +349,6 @@ class WorldModel(nnx.Module):
         # Parameters are drawn in this order (encoder, predictors, macros, expander): keep
         # it, or every stack trained from a seed gets other weights than before.
         if cfg.spatial:
-            if not cfg.pixels:
-                raise ValueError("spatial latents need pixel observations. Fix: set obs "
-                                 '= "pixels" in [env_args], or spatial = 0')
             check_spatial(obs_shape, cfg)
             shape = spatial_shape(obs_shape, cfg)
             self.encoder = SpatialEncoder(tuple(obs_shape), cfg, rngs)
