@@ -33,6 +33,28 @@ def resolve(name_or_path: str | Path, folder: Path, kind: str) -> Path:
     return known[str(name_or_path)]
 
 
+def base_file(raw: dict, where: Where, source: str, folder: Path, kind: str,
+              seen: tuple[str, ...]) -> Path | None:
+    """The file a definition's `base = "..."` names (a shipped name, or a path relative
+    to the file), None without one; a clear error for a bad name or a cycle."""
+    base = raw.get("base")
+    if base is None:
+        return None
+    if not isinstance(base, str):
+        raise where.error("base", f"base = {base!r} is not a name or path",
+                          f'write base = "<{kind} name>"')
+    try:
+        near = Path(source).parent / base
+        path = resolve(near if base.endswith(".toml") else base, folder, kind)
+    except ValueError as e:
+        raise where.error("base", str(e).split(". Fix:")[0],
+                          str(e).split("Fix: ")[-1]) from None
+    if str(path.resolve()) in seen:
+        raise where.error("base", f"base = {base!r} leads back to this file",
+                          "make the chain of bases end in a file with no base")
+    return path
+
+
 def read_toml(text: str, source: str) -> dict:
     """Parse TOML; a syntax error becomes `SOURCE:LINE:COL: ... Fix: ...`."""
     try:

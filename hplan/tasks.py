@@ -14,8 +14,16 @@ world-model stack to train for it:
     kind = "keep_out"              # or "speed_limit" (max_speed)
     center = [4.5, 3.5]
     radius = 1.0
-    [stack]                        # overrides of stacks/default.toml (see hplan.wm.config)
-    wm_steps = 8000
+    [stack.train]                  # overrides of the default stack (see hplan.wm.config)
+    steps = 8000
+
+A variant names its `base` (a shipped name, or a path relative to the file) and says only
+what differs: top-level keys replace, `[env_args]` and `[stack.<part>]` keys replace one by
+one, `[[guardrails]]` replace the base's; its name defaults to the file's stem:
+
+    base = "two-rooms-random"
+    [stack.wm]
+    spatial = 8
 
 Every mistake raises `ValueError("FILE:LINE:COL: what. Fix: how")` before any compute,
 the factory's own complaints included.
@@ -170,20 +178,27 @@ _KEYS = {f.name for f in dataclasses.fields(TaskSpec)}
 
 
 def parse_task(text: str, source: str = "<string>", base_dir: Path | None = None) -> Task:
-    """Parse a task file's TOML text into a Task."""
+    """Parse a task file's TOML text (with its `base` file's settings under it) into a Task."""
+    return _parse(text, source, base_dir, ())[0]
+
+
+def _parse(text: str, source: str, base_dir: Path | None,
+           seen: tuple[str, ...]) -> tuple[Task, dict]:
+    """The task, and the settings it was built from (merged over any bases)."""
     raw = shipped.read_toml(text, source)
     where = Where(text, source)
     for key in raw:
-        if key not in _KEYS:
+        if key not in _KEYS | {"base"}:
             raise where.error(key, f"unknown key {key!r}",
-                              f"use one of: {', '.join(sorted(_KEYS))}")
-    if "name" not in raw:
-        raise ValueError(f"{source}:1:1: missing required key 'name'. Fix: add name = ...")
+                              f"use one of: {', '.join(sorted(_KEYS | {'base'}))}")
     for table in ("env_args", "stack"):
         if table in raw and not isinstance(raw[table], dict):
             raise where.error(table, f"{table} must be a table", f"write [{table}] and its "
                               "keys below it")
-    fields = dict(raw)
+    raw = _inherit(raw, where, source, seen)
+    if "name" not in raw:
+        raise ValueError(f"{source}:1:1: missing required key 'name'. Fix: add name = ...")
+    fields = {k: v for k, v in raw.items() if k != "base"}
     fields["guardrails"] = tuple(_guardrail(g, i, where)
                                  for i, g in enumerate(raw.get("guardrails", [])))
     if "stack" in raw:
@@ -196,7 +211,45 @@ def parse_task(text: str, source: str = "<string>", base_dir: Path | None = None
                          if isinstance(v, dict) and e.key in v), None)
             raise where.error(e.key, e.what, e.fix,
                               table=f"stack.{part}" if part else "stack") from None
-    return build(TaskSpec(**fields), source=source, where=where, base_dir=base_dir)
+    task = build(TaskSpec(**fields), source=source, where=where, base_dir=base_dir)
+    return task, raw
+
+
+def _inherit(raw: dict, where: Where, source: str, seen: tuple[str, ...]) -> dict:
+    """`raw` merged over its `base` task's: top-level keys replace, `[env_args]` keys
+    replace one by one, `[stack.<part>]` keys replace one by one, `[[guardrails]]`
+    replace the base's. The base's file arguments (layouts) stay relative to its folder."""
+    path = shipped.base_file(raw, where, source, TASKS_DIR, "task", seen)
+    if path is None:
+        return raw
+    # the base must be valid on its own (its errors point into its own file)
+    _, merged = _parse(path.read_text(), str(path), path.parent,
+                       seen + (str(path.resolve()),))
+    merged = {k: v for k, v in merged.items() if k != "base"}
+    merged["env_args"] = {k: _anchored(v, path.parent, Path(source).parent)
+                          for k, v in merged.get("env_args", {}).items()}
+    for key, value in raw.items():
+        if key == "env_args":
+            merged[key] = {**merged[key], **value}
+        elif key == "stack":
+            stack = {part: dict(v) for part, v in merged.get("stack", {}).items()}
+            for part, values in value.items():
+                stack[part] = {**stack.get(part, {}), **values} if isinstance(values, dict) \
+                    else values
+            merged[key] = stack
+        elif key != "base":
+            merged[key] = value
+    # a variant is never called by its base's name: its stacks would share a cache name
+    merged["name"] = raw.get("name", Path(source).stem)
+    return merged
+
+
+def _anchored(value: Any, base: Path, here: Path) -> Any:
+    """A file or folder argument of a task in folder `base`, as the same file seen from
+    folder `here`; anything else unchanged."""
+    if isinstance(value, str) and "\n" not in value and value and (base / value).exists():
+        return os.path.relpath((base / value).resolve(), here.resolve())
+    return value
 
 
 def _guardrail(g: dict, i: int, where: Where) -> Guardrail:

@@ -159,3 +159,42 @@ def test_env_errors_name_the_file_line_and_fix(tmp_path):
     p = _write(tmp_path, GOOD + "\n[stack.train]\nstepz = 5\n")
     with pytest.raises(ValueError, match=rf"{p}:13:1: unknown key 'stepz' in \[stack.train\]"):
         tasks.load(p)
+
+
+def test_a_task_inherits_its_base_and_says_only_what_differs(tmp_path):
+    """`base` + changed keys give exactly the base task with those keys changed; a base's
+    layout file still means its own file from another folder, and the env key is kept."""
+    large = tasks.load("large")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "v.toml").write_text('base = "large"\nepisode_length = 50\n[env_args]\n'
+                                'min_distance = 10\n[stack.train]\nsteps = 123\n')
+    v = tasks.load(sub / "v.toml")
+    assert v.name == "v" and v.key() == large.key()  # same world; unnamed: file stem
+    assert v.episode_length == 50 and v.spec.env_args["min_distance"] == 10
+    assert v.spec.env_args["start_goal"] == "random"
+    assert v.spec.stack["train"] == {**large.spec.stack["train"], "steps": 123}
+    assert v.spec.description == large.spec.description
+    # a variant of the variant, by path; layouts relative to each file's own folder
+    (tmp_path / "w.toml").write_text('base = "sub/v.toml"\nname = "w"\nenv = "pointmaze-mjx"\n')
+    w = tasks.load(tmp_path / "w.toml")
+    assert (tmp_path / w.spec.env_args["layout"]).resolve() == \
+        (tasks.TASKS_DIR / "layouts/large.txt").resolve()
+    assert w.spec.env == "pointmaze-mjx" and w.episode_length == 50
+    # shipped: the MJX ball tasks are their pure-JAX twins with another env
+    m = tasks.load("pointmaze-mjx-maze32")
+    assert m.spec.env_args == tasks.load("maze32").spec.env_args
+    assert m.spec.stack == tasks.load("maze32").spec.stack
+
+
+@pytest.mark.parametrize("text,match", [
+    ('base = "nope"\n', r"b.toml:1:1: unknown task 'nope'"),
+    ('base = "b.toml"\n', r"b.toml:1:1: .*leads back to this file"),
+    ('base = 3\n', r"b.toml:1:1: base = 3 is not a name or path"),
+    ('base = "large"\n[stack.train]\nstepz = 1\n', r"b.toml:3:1: unknown key 'stepz'"),
+    ('base = "large"\n[env_args]\nmin_distanse = 1\n', r"b.toml:3:1: .*does not take"),
+])
+def test_bad_task_base_names_the_line(tmp_path, text, match):
+    (tmp_path / "b.toml").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        tasks.load(tmp_path / "b.toml")

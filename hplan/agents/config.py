@@ -104,8 +104,8 @@ _TOP = {"name", "description", "actuator", "levels", "surprise", "base", "level"
 
 def _inherit(raw: dict, where: shipped.Where, source: str, seen: tuple[str, ...]) -> dict:
     """`raw` merged over its `base` file's (itself merged over its own base, if any)."""
-    base = raw.get("base")
-    if base is None:
+    path = shipped.base_file(raw, where, source, AGENTS_DIR, "agent", seen)
+    if path is None:
         if "level" in raw:
             first = next(iter(raw["level"]), "0")
             raise where.error(next(iter(raw["level"].get(first) or {}), "level"),
@@ -113,21 +113,9 @@ def _inherit(raw: dict, where: shipped.Where, source: str, seen: tuple[str, ...]
                               "no base", 'add base = "<agent>" or write [[levels]]',
                               f"level.{first}")
         return raw
-    if not isinstance(base, str):
-        raise where.error("base", f"base = {base!r} is not a name or path",
-                          'write base = "hier-2"')
-    try:
-        near = Path(source).parent / base
-        path = shipped.resolve(near if base.endswith(".toml") else base, AGENTS_DIR, "agent")
-    except ValueError as e:
-        raise where.error("base", str(e).split(". Fix:")[0],
-                          str(e).split("Fix: ")[-1]) from None
-    key = str(path.resolve())
-    if key in seen:
-        raise where.error("base", f"base = {base!r} leads back to this file",
-                          "make the chain of bases end in a file with no base")
+    base = raw["base"]
     # the base must be valid on its own (its errors point into its own file)
-    _, merged = _parse(path.read_text(), str(path), seen + (key,))
+    _, merged = _parse(path.read_text(), str(path), seen + (str(path.resolve()),))
     merged = dict(merged)
     merged.pop("base", None)
     for table in ("actuator", "surprise"):
