@@ -1,10 +1,12 @@
-"""Held-out diagnostics and plan time of a physics point-maze stack (the one
-bench/hierarchy.py trains and caches in out/cache).
+"""Held-out diagnostics and plan time of a physics maze stack (the ball or the ant; the
+one bench/hierarchy.py trains and caches in out/cache).
 
 `diag`: 512 fresh episodes (a key training never used): relative latent prediction error
-of the level-0 model at 1, 8 and 32 steps, position and velocity probe R2, latent stats.
+of the level-0 model at 1, 8 and 32 steps, probe R2 of the position (the ball's, the ant's
+torso) and of the whole observation (velocities, joints), latent stats.
 `AGENT,AGENT`: single-episode plan time per step on 4 episodes, with mean speed.
 Run: .venv/bin/python bench/pointmaze_mjx_followup.py diag | hier-2,flat-mpc-critic
+     [--task antmaze-medium] [--seed 0]
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def diagnose(task, st) -> dict:
             "probe_r2_pos_trainprobe_heldout":
                 float(1 - (r ** 2).sum() / ((xy - xy.mean(0)) ** 2).sum()),
             "probe_r2_pos_fit_heldout": diag.probe_r2(z, ho.xy),
-            "probe_r2_vel_fit_heldout": diag.probe_r2(z, ho.obs[..., 2:]),
+            "probe_r2_rest_fit_heldout": diag.probe_r2(z, ho.obs[..., 2:]),
+            "probe_r2_obs_fit_heldout": diag.probe_r2(z, ho.obs),
             "latent": {k: v for k, v in diag.latent_stats(z).items() if k != "latent_std"}}
 
 
@@ -73,16 +76,18 @@ def main(argv=None):
     p.add_argument("what", help="'diag' or a comma-separated list of agents")
     p.add_argument("--task", default="pointmaze-mjx-large")
     p.add_argument("--cache", default="out/cache")
+    p.add_argument("--seed", type=int, default=0, help="stack seed")
     args = p.parse_args(argv)
     task = tasks.load(args.task)
-    st, ds, where = pipeline.get_stack(task, args.cache, seed=0, show=False)
-    res = {"stack": str(where)}
+    st, ds, where = pipeline.get_stack(task, args.cache, seed=args.seed, show=False)
+    res = {"stack": str(where), "task": args.task, "seed": args.seed}
     if args.what == "diag":
         res.update(diagnose(task, st))
     else:
         res.update(timing(task, st, ds, args.what.split(",")))
     print(json.dumps(res, indent=1))
-    print(write(f"pointmaze_mjx_large_{args.what.replace(',', '_')}", res))
+    print(write(f"level0_{args.task.replace('-', '_')}_{args.what.replace(',', '_')}"
+                f"_s{args.seed}", res))
 
 
 if __name__ == "__main__":

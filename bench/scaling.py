@@ -35,6 +35,7 @@ def main(argv=None):
             and os.environ.get("JAX_PLATFORMS", "cpu") == "cpu":
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
     import dataclasses
+    import functools
 
     import jax
 
@@ -56,7 +57,8 @@ def main(argv=None):
         m = sharding.mesh(n)
         graph, opt, state = jepa.init_state(jepa.build_model((2,), 2, wm, 0), tc)
         obs, acts = sharding.replicate((ds.obs, ds.actions), m)
-        chunk = jax.jit(jepa.make_chunk(graph, opt, obs, acts, wm, tc, mesh=m))
+        fn, data = jepa.make_chunk(graph, opt, obs, acts, wm, tc, mesh=m)
+        chunk = functools.partial(jax.jit(fn), data=data)
         state = sharding.replicate(state, m)
         jax.block_until_ready(chunk(state))  # compile
         pol = true_mpc(task, MPCConfig(horizon=12, iters=8, running=1.0, terminal=0.0))

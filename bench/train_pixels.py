@@ -47,8 +47,12 @@ def run(ds, pixels: bool, tc: jepa.TrainConfig, max_steps: int, min_steps: int,
     t0 = time.perf_counter()
     model = jepa.build_model(ds.obs.shape[2:], ds.actions.shape[-1], wm, tc.seed)
     graph, opt, state = jepa.init_state(model, tc)
-    chunk = jax.jit(jepa.make_chunk(graph, opt, jnp.asarray(ds.obs), jnp.asarray(ds.actions),
-                                    wm, tc)).lower(state).compile()
+    fn, data = jepa.make_chunk(graph, opt, jnp.asarray(ds.obs), jnp.asarray(ds.actions), wm, tc)
+    compiled = jax.jit(fn).lower(state, data).compile()
+
+    def chunk(s):
+        return compiled(s, data)
+
     compile_s = time.perf_counter() - t0
     rows, reached, wall = [], None, compile_s
     for k in range(max_steps // tc.chunk):

@@ -40,8 +40,13 @@ def main(argv=None):
     wm, tc = WMConfig(), wm_train.TrainConfig(steps=args.max_steps)
     model = wm_train.build_model(ds.obs.shape[2:], ds.actions.shape[-1], wm)
     graph, opt, state = wm_train.init_state(model, tc)
-    chunk = jax.jit(wm_train.make_chunk(graph, opt, jnp.asarray(ds.obs),
-                                        jnp.asarray(ds.actions), wm, tc))
+    fn, arrays = wm_train.make_chunk(graph, opt, jnp.asarray(ds.obs), jnp.asarray(ds.actions),
+                                     wm, tc)
+    jitted = jax.jit(fn)
+
+    def chunk(s):
+        return jitted(s, arrays)
+
     probe_idx = np.random.default_rng(0).permutation(ds.n_episodes)[:512]
     rows, reached, train_s = [], None, 0.0
     for k in range(args.max_steps // tc.chunk):

@@ -28,9 +28,9 @@ def train(devices, steps=200, state=None, ckpt=None):
     model = jepa.build_model(ds.obs.shape[2:], 2, WM, 0)
     graph, opt, state0 = jepa.init_state(model, TC)
     obs, acts = sharding.replicate((ds.obs, ds.actions), m)
-    chunk = jepa.make_chunk(graph, opt, obs, acts, WM, TC, mesh=m)
+    chunk, data = jepa.make_chunk(graph, opt, obs, acts, WM, TC, mesh=m)
     state = sharding.replicate(state0 if state is None else state, m)
-    state, _ = loop.run(state, chunk, steps, TC.chunk, ckpt, "t", show=False)
+    state, _ = loop.run(state, chunk, steps, TC.chunk, ckpt, "t", show=False, data=data)
     return jax.tree.map(sharding.local, state)
 
 def flat(tree):
@@ -51,8 +51,8 @@ m = sharding.mesh(4)
 model = jepa.build_model(ds.obs.shape[2:], 2, WM, 0)
 graph, opt, st0 = jepa.init_state(model, TC)
 obs, acts = sharding.replicate((ds.obs, ds.actions), m)
-hlo = jax.jit(jepa.make_chunk(graph, opt, obs, acts, WM, TC, mesh=m)).lower(
-    sharding.replicate(st0, m)).compile().as_text()
+fn, data = jepa.make_chunk(graph, opt, obs, acts, WM, TC, mesh=m)
+hlo = jax.jit(fn).lower(sharding.replicate(st0, m), data).compile().as_text()
 out["all_reduce"] = "all-reduce" in hlo
 # sharded evaluation: the same episodes, batch split over 4 devices
 pol = true_mpc(task, MPCConfig(horizon=8, iters=4, running=1.0, terminal=0.0))

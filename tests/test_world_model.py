@@ -35,8 +35,9 @@ def ds(task):
 def _train_wm(task, ds, tc, wm=WM):
     model = wm_train.build_model((2,), 2, wm, tc.seed)
     graph, opt, state = wm_train.init_state(model, tc)
-    chunk = wm_train.make_chunk(graph, opt, jnp.asarray(ds.obs), jnp.asarray(ds.actions), wm, tc)
-    state, hist = trainer.run(state, chunk, tc.steps, tc.chunk, None, "t", show=False)
+    chunk, data = wm_train.make_chunk(graph, opt, jnp.asarray(ds.obs), jnp.asarray(ds.actions),
+                                      wm, tc)
+    state, hist = trainer.run(state, chunk, tc.steps, tc.chunk, None, "t", show=False, data=data)
     return graph, state, hist
 
 
@@ -67,11 +68,13 @@ def test_resume_gives_the_same_parameters(tmp_path, task, ds):
     tc = dataclasses.replace(TC, steps=300)
     model = wm_train.build_model((2,), 2, WM, 0)
     graph, opt, state0 = wm_train.init_state(model, tc)
-    chunk = wm_train.make_chunk(graph, opt, jnp.asarray(ds.obs), jnp.asarray(ds.actions), WM, tc)
-    full, _ = trainer.run(state0, chunk, 300, 100, None, "full", show=False)
+    chunk, data = wm_train.make_chunk(graph, opt, jnp.asarray(ds.obs), jnp.asarray(ds.actions),
+                                      WM, tc)
+    full, _ = trainer.run(state0, chunk, 300, 100, None, "full", show=False, data=data)
     # "Killed" after 100 updates: a fresh process would restart from state0 and the ckpt.
-    trainer.run(state0, chunk, 100, 100, tmp_path / "ck", "part", show=False)
-    resumed, _ = trainer.run(state0, chunk, 300, 100, tmp_path / "ck", "rest", show=False)
+    trainer.run(state0, chunk, 100, 100, tmp_path / "ck", "part", show=False, data=data)
+    resumed, _ = trainer.run(state0, chunk, 300, 100, tmp_path / "ck", "rest", show=False,
+                             data=data)
     for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -224,10 +227,10 @@ def test_pixel_model_encodes_each_window_frame_once_and_trains(task, monkeypatch
                    obs[:8], actions[:8])
     assert seen == [((8, 6, 16, 16, 2), jnp.uint8)]  # one call, 6 frames, still uint8
     monkeypatch.undo()
-    update = jax.jit(wm_train.make_update(graph, opt, obs, actions, wm, tc))
+    update = jax.jit(wm_train.make_update(graph, opt, wm, tc))
     losses = []
     for _ in range(3):
-        state, m = update(state, None)
+        state, m = update(state, obs, actions)
         losses.append(float(m["loss"]))
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
     z = wm_train.encode_all(graph, state["params"], np.asarray(obs[:2]))

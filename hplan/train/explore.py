@@ -169,8 +169,9 @@ def make_fit(graphdef, opt, wm: WMConfig, tc: jepa.TrainConfig):
     recompile)."""
 
     def chunk(state, obs, actions, n, base):
-        update = jepa.make_update(graphdef, opt, obs, actions, wm, tc, base=base, n=n)
-        return jax.lax.scan(update, state, None, length=tc.chunk)
+        update = jepa.make_update(graphdef, opt, wm, tc, base=base, n=n)
+        return jax.lax.scan(lambda s, _: update(s, obs, actions), state, None,
+                            length=tc.chunk)
 
     return jax.jit(chunk)
 

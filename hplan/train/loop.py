@@ -44,11 +44,12 @@ def restore_latest(ckpt_dir: Path, state):
 
 def run(state, chunk_fn: Callable, total_steps: int, chunk: int, ckpt_dir: Path | None,
         desc: str, log_path: Path | None = None, save_every: int = 1,
-        show: bool = True) -> tuple[object, list[dict]]:
+        show: bool = True, data=None) -> tuple[object, list[dict]]:
     """Advance `state` (a pytree with an int `step` leaf) to `total_steps` updates.
 
-    `chunk_fn(state) -> (state, metrics)` performs `chunk` updates. Returns the final
-    state and the metrics history (one dict per chunk, also appended to `log_path`).
+    `chunk_fn(state) -> (state, metrics)`, or `chunk_fn(state, data)` when `data` is
+    given, performs `chunk` updates. Returns the final state and the metrics history (one
+    dict per chunk, also appended to `log_path`).
     """
     if total_steps % chunk:
         raise ValueError(f"total_steps={total_steps} must be a multiple of chunk={chunk}")
@@ -68,7 +69,7 @@ def run(state, chunk_fn: Callable, total_steps: int, chunk: int, ckpt_dir: Path 
     start = int(state["step"])
     bar = tqdm(total=total_steps, initial=start, desc=desc, unit="upd", disable=not show,
                dynamic_ncols=True)
-    fn = jax.jit(chunk_fn)
+    fn = jax.jit(chunk_fn) if data is None else (lambda s, f=jax.jit(chunk_fn): f(s, data))
     for k in range(start // chunk, total_steps // chunk):
         state, metrics = fn(state)
         row = {"step": (k + 1) * chunk,

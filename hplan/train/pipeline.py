@@ -100,10 +100,10 @@ def train_stack(task, data, out: str | Path | None, cfg: StackConfig | None = No
     model = jepa.build_model(data.obs.shape[2:], data.actions.shape[-1], wm, tc.seed)
     graph, opt, state = jepa.init_state(model, tc)
     obs, actions = S.replicate((data.obs, data.actions), mesh)
-    chunk = jepa.make_chunk(graph, opt, obs, actions, wm, tc, mesh=mesh)
+    chunk, wdata = jepa.make_chunk(graph, opt, obs, actions, wm, tc, mesh=mesh)
     state, wm_hist = loop.run(
         S.replicate(state, mesh), chunk, tc.steps, tc.chunk, out / "wm" if out else None,
-        "world model", out / "metrics.jsonl" if out else None, show=show)
+        "world model", out / "metrics.jsonl" if out else None, show=show, data=wdata)
     params = jax.tree.map(lambda x: jnp.asarray(S.local(x)), state["params"])
     z = jepa.encode_all(graph, params, data.obs)
     critics, hist = [], {"world_model": wm_hist}
@@ -123,17 +123,17 @@ def train_stack(task, data, out: str | Path | None, cfg: StackConfig | None = No
         cgraph, copt, cstate = critic_lib.init_state(wm, cc, tc.seed)
         zj = S.replicate(z, mesh)
         if cc.method == "graph" and data.groups is not None:
-            cchunk = critic_lib.make_group_graph_chunk(cgraph, copt, zj, ids, dist, gid,
+            cchunk, cdata = critic_lib.make_group_graph_chunk(cgraph, copt, zj, ids, dist, gid,
                                                        node_at, near, stride, cc, mesh=mesh)
         elif cc.method == "graph":
-            cchunk = critic_lib.make_graph_chunk(cgraph, copt, zj, ids, dist, stride, cc,
+            cchunk, cdata = critic_lib.make_graph_chunk(cgraph, copt, zj, ids, dist, stride, cc,
                                                  mesh=mesh)
         else:
-            cchunk = critic_lib.make_chunk(cgraph, copt, zj, stride, cc, mesh=mesh)
+            cchunk, cdata = critic_lib.make_chunk(cgraph, copt, zj, stride, cc, mesh=mesh)
         cstate, hist[name] = loop.run(
             S.replicate(cstate, mesh), cchunk, cc.steps, cc.chunk,
             out / name if out else None, f"{name} (stride {stride})",
-            out / f"{name}.jsonl" if out else None, show=show)
+            out / f"{name}.jsonl" if out else None, show=show, data=cdata)
         critics.append(jax.tree.map(lambda x: jnp.asarray(S.local(x)), cstate["params"]))
     probe = diag.fit_probe(z, data.xy) if data.xy is not None else None
     stack = Stack(wm_cfg=wm, wm_graph=graph, wm_params=params, critic_graph=cgraph,

@@ -44,7 +44,8 @@ class CriticConfig:
 
 
 def make_chunk(graphdef, opt, z: jax.Array, stride: int, cc: CriticConfig, mesh=None):
-    """`z` [N, T+1, d] frozen latents. Returns `chunk(state) -> (state, metrics)`."""
+    """`z` [N, T+1, d] frozen latents. Returns (chunk, data), run as `chunk(state, data)
+    -> (state, metrics)` (the data an argument, not a constant of the compiled chunk)."""
     n, t1, _ = z.shape
     t = t1 - 1
     if t < stride:
@@ -54,7 +55,7 @@ def make_chunk(graphdef, opt, z: jax.Array, stride: int, cc: CriticConfig, mesh=
     def value(params, a, g):
         return nnx.merge(graphdef, params)(a, g)
 
-    def sample(key):
+    def sample(key, z):
         ks = jax.random.split(key, 7)
         b = cc.batch
         i = jax.random.randint(ks[0], (b,), 0, n)
@@ -80,9 +81,9 @@ def make_chunk(graphdef, opt, z: jax.Array, stride: int, cc: CriticConfig, mesh=
         steps_to_goal = jnp.where(reached_next, -(-(gt - ti) // stride), k)
         return z[i, ti], z[i, tn], z[gi, gt], reached_now, reached_next, steps_to_goal
 
-    def update(state, _):
+    def update(state, z):
         zs, zn, g, now, nxt, k = jax.tree.map(
-            lambda x: shard_batch(x, mesh), sample(jax.random.fold_in(base, state["step"])))
+            lambda x: shard_batch(x, mesh), sample(jax.random.fold_in(base, state["step"]), z))
         v_next = value(state["target"], zn, g)
         run_cost = (k.astype(jnp.float32) if cc.discount == 1.0
                     else (1 - cc.discount**k) / (1 - cc.discount))
@@ -102,8 +103,14 @@ def make_chunk(graphdef, opt, z: jax.Array, stride: int, cc: CriticConfig, mesh=
         return ({"params": params, "target": target, "opt": opt_state,
                  "step": state["step"] + 1}, {"critic_loss": loss, "v_mean": vmean})
 
-    def chunk(state):
-        return jax.lax.scan(update, state, None, length=cc.chunk)
+    return _scanned(update, cc), z
+
+
+def _scanned(update, cc: CriticConfig):
+    """`chunk(state, data)`: `cc.chunk` updates `update(state, data)`."""
+
+    def chunk(state, data):
+        return jax.lax.scan(lambda s, _: update(s, data), state, None, length=cc.chunk)
 
     return chunk
 
@@ -289,12 +296,13 @@ def path_links(z: np.ndarray, node_idx: np.ndarray, radius: float = 1.0):
 
 def make_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: np.ndarray,
                      stride: int, cc: CriticConfig, mesh=None):
-    """Regress V(z_x, z_y) onto the graph distance between the nodes of x and y."""
+    """Regress V(z_x, z_y) onto the graph distance between the nodes of x and y.
+    Returns (chunk, data) as `make_chunk`."""
     n, t1, _ = z.shape
-    ids, dist = jnp.asarray(ids), jnp.asarray(dist) / stride
     base = jax.random.key(cc.seed + 2)
 
-    def update(state, _):
+    def update(state, data):
+        z, ids, dist = data
         ks = jax.random.split(jax.random.fold_in(base, state["step"]), 5)
         b = cc.batch
         i, ti = jax.random.randint(ks[0], (b,), 0, n), jax.random.randint(ks[1], (b,), 0, t1)
@@ -306,10 +314,7 @@ def make_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: np.ndar
         return _regress(graphdef, opt, state, z[i, ti], z[gi, gt],
                         lambda v: jnp.mean((v - y) ** 2 / (1.0 + y)))
 
-    def chunk(state):
-        return jax.lax.scan(update, state, None, length=cc.chunk)
-
-    return chunk
+    return _scanned(update, cc), (z, jnp.asarray(ids), jnp.asarray(dist) / stride)
 
 
 def _regress(graphdef, opt, state, za: jax.Array, zg: jax.Array, loss_of):
@@ -336,6 +341,7 @@ def make_group_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: n
     n, t1, _ = z.shape
     near, node_at = jnp.asarray(near), jnp.asarray(node_at)
     ids, dist, gid = jnp.asarray(ids), jnp.asarray(dist) / stride, jnp.asarray(gid)
+    data = (z, ids, dist, near, node_at)
     order = np.argsort(np.asarray(gid), kind="stable")
     counts = np.bincount(np.asarray(gid))
     starts = jnp.asarray(np.concatenate([[0], np.cumsum(counts)[:-1]]))
@@ -348,7 +354,8 @@ def make_group_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: n
     floor = 0.5 * np.percentile(np.asarray(dist)[np.asarray(dist) < far], 95)
     base = jax.random.key(cc.seed + 2)
 
-    def update(state, _):
+    def update(state, data):
+        z, ids, dist, near, node_at = data
         ks = jax.random.split(jax.random.fold_in(base, state["step"]), 6)
         b = cc.batch
         i, ti = jax.random.randint(ks[0], (b,), 0, n), jax.random.randint(ks[1], (b,), 0, t1)
@@ -370,10 +377,7 @@ def make_group_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: n
 
         return _regress(graphdef, opt, state, z[i, ti], z[gi, gt], loss_of)
 
-    def chunk(state):
-        return jax.lax.scan(update, state, None, length=cc.chunk)
-
-    return chunk
+    return _scanned(update, cc), data
 
 
 def init_state(wm: WMConfig, cc: CriticConfig, seed: int = 0):

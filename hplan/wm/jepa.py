@@ -85,19 +85,23 @@ def var_cov(z: jax.Array) -> tuple[jax.Array, jax.Array]:
     return var, jnp.sum(off**2) / z.shape[-1]
 
 
-def make_sampler(obs: jax.Array, actions: jax.Array, window: int, batch: int, n=None):
-    """Uniform windows of `window` actions and `window + 1` observations, on device,
-    from the first `n` episodes (default all; may be traced, so a buffer that fills up
-    round by round trains without recompiling)."""
+def check_window(actions, window: int) -> None:
     t = actions.shape[1]
-    n = actions.shape[0] if n is None else n
     if t < window:
         raise ValueError(f"episodes have {t} steps but training windows need {window}. Fix: "
                          f"collect with --steps >= {window} or shorten TrainConfig.rollout")
 
-    def sample(key):
+
+def make_sampler(window: int, batch: int, n=None):
+    """`sample(key, obs, actions)`: uniform windows of `window` actions and `window + 1`
+    observations, on device, from the first `n` episodes (default all; may be traced, so
+    a buffer that fills up round by round trains without recompiling)."""
+
+    def sample(key, obs, actions):
+        check_window(actions, window)
+        t = actions.shape[1]
         ki, kt = jax.random.split(key)
-        i = jax.random.randint(ki, (batch,), 0, n)
+        i = jax.random.randint(ki, (batch,), 0, actions.shape[0] if n is None else n)
         t0 = jax.random.randint(kt, (batch,), 0, t - window + 1)
         idx = t0[:, None] + jnp.arange(window + 1)
         o = obs[i[:, None], idx]
@@ -198,17 +202,16 @@ def init_state(model: WorldModel, tc: TrainConfig):
     return graphdef, opt, state
 
 
-def make_update(graphdef, opt, obs, actions, wm: WMConfig, tc: TrainConfig, base=None,
-                mesh=None, n=None):
-    """`update(state, _) -> (state, metrics)`: one JEPA step; its randomness comes from
-    `fold_in(seed, step)`, so a resumed run replays the same updates. `n`: train on the
-    first `n` episodes only (see `make_sampler`)."""
-    sample = make_sampler(obs, actions, span(wm, tc), tc.batch, n)
+def make_update(graphdef, opt, wm: WMConfig, tc: TrainConfig, base=None, mesh=None, n=None):
+    """`update(state, obs, actions) -> (state, metrics)`: one JEPA step; its randomness
+    comes from `fold_in(seed, step)`, so a resumed run replays the same updates. `n`:
+    train on the first `n` episodes only (see `make_sampler`)."""
+    sample = make_sampler(span(wm, tc), tc.batch, n)
     loss_fn = make_loss(graphdef, wm, tc)
     base = jax.random.key(tc.seed) if base is None else base
 
-    def update(state, _):
-        o, a = sample(jax.random.fold_in(base, state["step"]))
+    def update(state, obs, actions):
+        o, a = sample(jax.random.fold_in(base, state["step"]), obs, actions)
         o, a = shard_batch(o, mesh), shard_batch(a, mesh)  # data parallel over `mesh`
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state["params"], state["target"], o, a)
@@ -222,10 +225,17 @@ def make_update(graphdef, opt, obs, actions, wm: WMConfig, tc: TrainConfig, base
 
 
 def make_chunk(graphdef, opt, obs, actions, wm: WMConfig, tc: TrainConfig, mesh=None):
-    """`chunk(state) -> (state, metrics)`: `tc.chunk` scanned updates; with a `mesh`, each
-    batch is split over its devices (see `hplan.sharding`)."""
-    update = make_update(graphdef, opt, obs, actions, wm, tc, mesh=mesh)
-    return lambda state: jax.lax.scan(update, state, None, length=tc.chunk)
+    """(chunk, data), run as `chunk(state, data) -> (state, metrics)`: `tc.chunk` scanned
+    updates; with a `mesh`, each batch is split over its devices (see `hplan.sharding`).
+    The data is an argument, not a constant of the compiled chunk: as a constant it made
+    compile time grow with the dataset (4096 pixel episodes: 27 s more)."""
+    check_window(actions, span(wm, tc))
+    update = make_update(graphdef, opt, wm, tc, mesh=mesh)
+
+    def chunk(state, data):
+        return jax.lax.scan(lambda s, _: update(s, *data), state, None, length=tc.chunk)
+
+    return chunk, (obs, actions)
 
 
 def make_train(wm: WMConfig, tc: TrainConfig, obs, actions):
@@ -233,6 +243,7 @@ def make_train(wm: WMConfig, tc: TrainConfig, obs, actions):
     whole run, no I/O, so `jax.jit(jax.vmap(train))(seeds)` trains several stacks at once.
     (`hplan.train.pipeline` runs the same updates in checkpointed chunks.)"""
     obs, actions = jnp.asarray(obs), jnp.asarray(actions)
+    check_window(actions, span(wm, tc))
     graphdef, _ = nnx.split(build_model(obs.shape[2:], actions.shape[-1], wm, 0))
 
     def train(seed):
@@ -242,8 +253,9 @@ def make_train(wm: WMConfig, tc: TrainConfig, obs, actions):
         _, opt, _ = init_state(model, tc)
         state = {"params": params, "target": params, "opt": opt.init(params),
                  "step": jnp.int32(0)}
-        update = make_update(graphdef, opt, obs, actions, wm, tc, jax.random.key(seed))
-        state, metrics = jax.lax.scan(update, state, None, length=tc.steps)
+        update = make_update(graphdef, opt, wm, tc, jax.random.key(seed))
+        state, metrics = jax.lax.scan(lambda s, _: update(s, obs, actions), state, None,
+                                      length=tc.steps)
         return state["params"], metrics
 
     return train

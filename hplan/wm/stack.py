@@ -67,7 +67,8 @@ def diagnose(task, data, stack: Stack, z: np.ndarray | None = None) -> dict:
                "all": err.mean(0).tolist()}
         if oracle is not None and xy is not None:
             near = oracle.near_obstacle(xy[sel, 0])
-            row.update(near_wall=err[near].mean(0).tolist(), open=err[~near].mean(0).tolist(),
+            row.update({k: err[w].mean(0).tolist() for k, w in (("near_wall", near),
+                                                                ("open", ~near)) if w.any()},
                        near_wall_share=float(near.mean()))
         m["pred_error"][f"level{level}"] = row
         if xy is not None:
