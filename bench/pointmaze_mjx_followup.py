@@ -6,7 +6,7 @@ of the level-0 model at 1, 8 and 32 steps, probe R2 of the position (the ball's,
 torso) and of the whole observation (velocities, joints), latent stats.
 `AGENT,AGENT`: single-episode plan time per step on 4 episodes, with mean speed.
 Run: .venv/bin/python bench/pointmaze_mjx_followup.py diag | hier-2,flat-mpc-critic
-     [--task antmaze-medium] [--seed 0]
+     [--task antmaze-medium] [--seed 0] [--override '{"train": {"var_weight": 8.0}}']
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.common import write
+from bench.common import overridden, write
 from hplan import data as data_lib
 from hplan import tasks
 from hplan.eval import compare
@@ -77,17 +77,23 @@ def main(argv=None):
     p.add_argument("--task", default="pointmaze-mjx-large")
     p.add_argument("--cache", default="out/cache")
     p.add_argument("--seed", type=int, default=0, help="stack seed")
+    p.add_argument("--override", default="{}",
+                   help="a [stack]-style JSON table over the task's, e.g. "
+                        '\'{"train": {"var_weight": 8.0}}\'')
+    p.add_argument("--json", default=None, help="output file (default: bench/results/...)")
     args = p.parse_args(argv)
     task = tasks.load(args.task)
-    st, ds, where = pipeline.get_stack(task, args.cache, seed=args.seed, show=False)
-    res = {"stack": str(where), "task": args.task, "seed": args.seed}
+    override = json.loads(args.override)
+    st, ds, where = pipeline.get_stack(task, args.cache, overridden(task, override),
+                                       seed=args.seed, show=False)
+    res = {"stack": str(where), "task": args.task, "seed": args.seed, "override": override}
     if args.what == "diag":
         res.update(diagnose(task, st))
     else:
         res.update(timing(task, st, ds, args.what.split(",")))
     print(json.dumps(res, indent=1))
     print(write(f"level0_{args.task.replace('-', '_')}_{args.what.replace(',', '_')}"
-                f"_s{args.seed}", res))
+                f"_s{args.seed}", res, args.json))
 
 
 if __name__ == "__main__":
