@@ -55,6 +55,10 @@ class ExploreConfig:
     train_steps: int = 1000
     batch: int = 256
     rollout: int = 8  # prediction steps per training window
+    # VICReg's variance weight and a covariance term on the latent itself (as
+    # `[stack.train]`): the ant's latent kept its torso position only with both raised
+    var_weight: float = 1.0
+    latent_cov_weight: float = 0.0
     # the planner: CEM over `horizon` actions, replanned every step, warm-started
     horizon: int = 12
     samples: int = 64
@@ -105,7 +109,8 @@ def _configs(cfg: ExploreConfig):
     wm = WMConfig(latent_dim=cfg.latent_dim, hidden=cfg.hidden, strides=(1,))
     chunk = math.gcd(cfg.train_steps, 100)
     tc = jepa.TrainConfig(steps=cfg.train_steps, batch=cfg.batch, rollout=(cfg.rollout,),
-                          chunk=chunk, seed=cfg.seed)
+                          chunk=chunk, seed=cfg.seed, var_weight=cfg.var_weight,
+                          latent_cov_weight=cfg.latent_cov_weight)
     return wm, tc
 
 
