@@ -195,7 +195,7 @@ def _parse(text: str, source: str, base_dir: Path | None,
         if table in raw and not isinstance(raw[table], dict):
             raise where.error(table, f"{table} must be a table", f"write [{table}] and its "
                               "keys below it")
-    raw = _inherit(raw, where, source, seen)
+    raw = _inherit(raw, where, source, base_dir, seen)
     if "name" not in raw:
         raise ValueError(f"{source}:1:1: missing required key 'name'. Fix: add name = ...")
     fields = {k: v for k, v in raw.items() if k != "base"}
@@ -215,7 +215,8 @@ def _parse(text: str, source: str, base_dir: Path | None,
     return task, raw
 
 
-def _inherit(raw: dict, where: Where, source: str, seen: tuple[str, ...]) -> dict:
+def _inherit(raw: dict, where: Where, source: str, base_dir: Path | None,
+             seen: tuple[str, ...]) -> dict:
     """`raw` merged over its `base` task's: top-level keys replace, `[env_args]` keys
     replace one by one, `[stack.<part>]` keys replace one by one, `[[guardrails]]`
     replace the base's. The base's file arguments (layouts) stay relative to its folder."""
@@ -226,7 +227,8 @@ def _inherit(raw: dict, where: Where, source: str, seen: tuple[str, ...]) -> dic
     _, merged = _parse(path.read_text(), str(path), path.parent,
                        seen + (str(path.resolve()),))
     merged = {k: v for k, v in merged.items() if k != "base"}
-    merged["env_args"] = {k: _anchored(v, path.parent, Path(source).parent)
+    here = Path(base_dir) if base_dir is not None else Path(source).parent
+    merged["env_args"] = {k: _anchored(v, path.parent, here)
                           for k, v in merged.get("env_args", {}).items()}
     for key, value in raw.items():
         if key == "env_args":
