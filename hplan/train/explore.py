@@ -175,8 +175,7 @@ def make_fit(graphdef, opt, wm: WMConfig, tc: jepa.TrainConfig):
 
     def chunk(state, obs, actions, n, base):
         update = jepa.make_update(graphdef, opt, wm, tc, base=base, n=n)
-        return jax.lax.scan(lambda s, _: update(s, obs, actions), state, None,
-                            length=tc.chunk)
+        return jepa.scanned(lambda s, d: update(s, *d), tc.chunk)(state, (obs, actions))
 
     return jax.jit(chunk)
 

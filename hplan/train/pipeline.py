@@ -123,11 +123,11 @@ def train_stack(task, data, out: str | Path | None, cfg: StackConfig | None = No
         cgraph, copt, cstate = critic_lib.init_state(wm, cc, tc.seed)
         zj = S.replicate(z, mesh)
         if cc.method == "graph" and data.groups is not None:
-            cchunk, cdata = critic_lib.make_group_graph_chunk(cgraph, copt, zj, ids, dist, gid,
-                                                       node_at, near, stride, cc, mesh=mesh)
+            cchunk, cdata = critic_lib.make_group_graph_chunk(
+                cgraph, copt, zj, ids, dist, gid, node_at, near, stride, cc, mesh=mesh)
         elif cc.method == "graph":
-            cchunk, cdata = critic_lib.make_graph_chunk(cgraph, copt, zj, ids, dist, stride, cc,
-                                                 mesh=mesh)
+            cchunk, cdata = critic_lib.make_graph_chunk(cgraph, copt, zj, ids, dist, stride,
+                                                        cc, mesh=mesh)
         else:
             cchunk, cdata = critic_lib.make_chunk(cgraph, copt, zj, stride, cc, mesh=mesh)
         cstate, hist[name] = loop.run(

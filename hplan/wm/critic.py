@@ -22,6 +22,7 @@ import optax
 from flax import nnx
 
 from hplan.sharding import shard_batch
+from hplan.wm.jepa import scanned
 from hplan.wm.models import Critic, WMConfig
 
 
@@ -103,16 +104,7 @@ def make_chunk(graphdef, opt, z: jax.Array, stride: int, cc: CriticConfig, mesh=
         return ({"params": params, "target": target, "opt": opt_state,
                  "step": state["step"] + 1}, {"critic_loss": loss, "v_mean": vmean})
 
-    return _scanned(update, cc), z
-
-
-def _scanned(update, cc: CriticConfig):
-    """`chunk(state, data)`: `cc.chunk` updates `update(state, data)`."""
-
-    def chunk(state, data):
-        return jax.lax.scan(lambda s, _: update(s, data), state, None, length=cc.chunk)
-
-    return chunk
+    return scanned(update, cc.chunk), z
 
 
 def graph_distances(z: np.ndarray, n_nodes: int, seed: int = 0):
@@ -314,7 +306,7 @@ def make_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: np.ndar
         return _regress(graphdef, opt, state, z[i, ti], z[gi, gt],
                         lambda v: jnp.mean((v - y) ** 2 / (1.0 + y)))
 
-    return _scanned(update, cc), (z, jnp.asarray(ids), jnp.asarray(dist) / stride)
+    return scanned(update, cc.chunk), (z, jnp.asarray(ids), jnp.asarray(dist) / stride)
 
 
 def _regress(graphdef, opt, state, za: jax.Array, zg: jax.Array, loss_of):
@@ -377,7 +369,7 @@ def make_group_graph_chunk(graphdef, opt, z: jax.Array, ids: np.ndarray, dist: n
 
         return _regress(graphdef, opt, state, z[i, ti], z[gi, gt], loss_of)
 
-    return _scanned(update, cc), data
+    return scanned(update, cc.chunk), data
 
 
 def init_state(wm: WMConfig, cc: CriticConfig, seed: int = 0):

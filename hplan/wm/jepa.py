@@ -224,6 +224,16 @@ def make_update(graphdef, opt, wm: WMConfig, tc: TrainConfig, base=None, mesh=No
     return update
 
 
+def scanned(update, length: int):
+    """`chunk(state, data) -> (state, metrics)`: `length` updates `update(state, data)`
+    in one `lax.scan`, the data an argument (so no constant of the compiled chunk)."""
+
+    def chunk(state, data):
+        return jax.lax.scan(lambda s, _: update(s, data), state, None, length=length)
+
+    return chunk
+
+
 def make_chunk(graphdef, opt, obs, actions, wm: WMConfig, tc: TrainConfig, mesh=None):
     """(chunk, data), run as `chunk(state, data) -> (state, metrics)`: `tc.chunk` scanned
     updates; with a `mesh`, each batch is split over its devices (see `hplan.sharding`).
@@ -231,11 +241,7 @@ def make_chunk(graphdef, opt, obs, actions, wm: WMConfig, tc: TrainConfig, mesh=
     compile time grow with the dataset (4096 pixel episodes: 27 s more)."""
     check_window(actions, span(wm, tc))
     update = make_update(graphdef, opt, wm, tc, mesh=mesh)
-
-    def chunk(state, data):
-        return jax.lax.scan(lambda s, _: update(s, *data), state, None, length=tc.chunk)
-
-    return chunk, (obs, actions)
+    return scanned(lambda s, d: update(s, *d), tc.chunk), (obs, actions)
 
 
 def make_train(wm: WMConfig, tc: TrainConfig, obs, actions):
@@ -254,8 +260,7 @@ def make_train(wm: WMConfig, tc: TrainConfig, obs, actions):
         state = {"params": params, "target": params, "opt": opt.init(params),
                  "step": jnp.int32(0)}
         update = make_update(graphdef, opt, wm, tc, jax.random.key(seed))
-        state, metrics = jax.lax.scan(lambda s, _: update(s, obs, actions), state, None,
-                                      length=tc.steps)
+        state, metrics = scanned(lambda s, d: update(s, *d), tc.steps)(state, (obs, actions))
         return state["params"], metrics
 
     return train
