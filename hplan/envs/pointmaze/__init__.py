@@ -286,11 +286,18 @@ def make_maze_mjx(layout: str | Layout, start_goal: str = "fixed", min_distance:
 def make_antmaze(layout: str | Layout, start_goal: str = "fixed", min_distance: int = 0,
                  start=None, goal=None, pairs=(), waypoints=(),
                  success_radius: float = 0.125, cell_size: float = 4.0,
-                 backend: str = "spring", base_dir: str | None = None) -> GoalWrapper:
-    """brax's ant in a goal-reaching maze (the `antmaze` factory)."""
+                 backend: str = "spring", gait: str | None = None,
+                 gait_repeat: int | None = None,
+                 base_dir: str | None = None) -> GoalWrapper:
+    """brax's ant in a goal-reaching maze (the `antmaze` factory). With `gait` (a file,
+    relative to the task file) actions are velocity commands its gait follows for
+    `gait_repeat` control steps (5; None keeps the key of tasks without a gait)."""
     from hplan.envs.pointmaze.ant import AntMaze, AntMazeConfig
 
-    cfg = AntMazeConfig(cell_size=cell_size, backend=backend)
+    if gait is not None and base_dir is not None:
+        gait = str(Path(base_dir) / gait)
+    cfg = AntMazeConfig(cell_size=cell_size, backend=backend, gait=gait,
+                        gait_repeat=5 if gait_repeat is None else gait_repeat)
     return goal_task(lambda lay: AntMaze(lay, cfg), layout, base_dir, start_goal,
                      min_distance, start, goal, pairs, waypoints, success_radius)
 
@@ -326,7 +333,7 @@ make_antmaze.task_defaults = ant_task_defaults
 make_maze.world_args = ("layout", "family", "family_args", "max_step", "slip_prob", "obs",
                         "image_size")
 make_maze_mjx.world_args = ("layout", "cell_size", "max_step", "time_constant", "backend")
-make_antmaze.world_args = ("layout", "cell_size", "backend")
+make_antmaze.world_args = ("layout", "cell_size", "backend", "gait", "gait_repeat")
 make_maze.unseen_map_args = unseen_map_args
 make_maze_mjx.unseen_map_args = unseen_map_args
 make_antmaze.unseen_map_args = unseen_map_args

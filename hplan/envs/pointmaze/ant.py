@@ -46,6 +46,8 @@ _FRAMES = {"spring": (0.005, 10), "mjx": (0.01, 5)}  # timestep, substeps
 class AntMazeConfig:
     cell_size: float = 4.0  # metres per layout cell
     backend: str = "spring"
+    gait: str | None = None  # a gait file (`gait.save`): actions become velocity commands
+    gait_repeat: int = 5  # control steps (0.05 s) per command
 
     def __post_init__(self):
         physics.check_backend(self.backend, tuple(_FRAMES))
@@ -55,16 +57,18 @@ class AntMazeConfig:
                               "would not fit in a one-cell corridor",
                               f"use a cell_size above {2 * ANT_REACH:.2f} m; the public ant "
                               "mazes use 4")
+        if self.gait is not None and self.backend != "spring":
+            raise ConfigError("backend", f"the gait was trained on the spring backend, not "
+                              f"{self.backend!r}", 'use backend = "spring" with a gait')
+        if not (isinstance(self.gait_repeat, int) and self.gait_repeat >= 1):
+            raise ConfigError("gait_repeat", f"gait_repeat={self.gait_repeat!r}",
+                              "use a whole number of control steps >= 1, e.g. 5")
 
     @property
     def dt(self) -> float:
+        """Seconds per env step (a command lasts `gait_repeat` control steps)."""
         timestep, frames = _FRAMES[self.backend]
-        return timestep * frames
-
-    @property
-    def max_step(self) -> float:
-        """Cells per control step at the nominal full speed (for the oracle)."""
-        return NOMINAL_SPEED * self.dt / self.cell_size
+        return timestep * frames * (self.gait_repeat if self.gait else 1)
 
 
 class AntMaze(physics.MazeFrame):
@@ -76,6 +80,13 @@ class AntMaze(physics.MazeFrame):
     def __init__(self, layout: Layout, config: AntMazeConfig = AntMazeConfig()):
         super().__init__(layout, config.cell_size)
         self.config = config
+        self.gait, speed = None, NOMINAL_SPEED
+        if config.gait is not None:
+            from hplan.envs.pointmaze import gait
+
+            self.gait, gait_config = gait.load(config.gait)
+            speed = gait_config.max_speed
+        self.max_step = speed * config.dt / config.cell_size  # cells/step at full speed
         s = config.cell_size
         self.walls = physics.build_walls(layout, reach=TORSO_RADIUS / s,
                                          half_height=WALL_HEIGHT / 2 / s, parts=5)
@@ -88,7 +99,20 @@ class AntMaze(physics.MazeFrame):
     # -- protocol -------------------------------------------------------------------------
     @property
     def action_size(self) -> int:
-        return 8
+        return 2 if self.gait is not None else 8
+
+    def step(self, state: State, action: jax.Array) -> State:
+        """Torques, or with a gait a command in the unit disk (longer ones are shortened)
+        that the gait follows for `gait_repeat` control steps."""
+        if self.gait is None:
+            return super().step(state, action)
+        cmd = physics.sanitize(action)
+        cmd = cmd / jnp.maximum(1.0, jnp.linalg.norm(cmd))
+
+        def control(s, _):
+            return super(AntMaze, self).step(s, self.gait(s.obs[2:], cmd)), None
+
+        return jax.lax.scan(control, state, (), self.config.gait_repeat)[0]
 
     @property
     def observation_size(self) -> int:

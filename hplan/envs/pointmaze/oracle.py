@@ -19,7 +19,7 @@ class MazeOracle:
         self.maze = maze
         self.layout = maze.layout  # a family's first map: what pictures are drawn on
         self.layouts = list(getattr(maze, "layouts", [maze.layout]))
-        self.max_step = maze.config.max_step
+        self.max_step = getattr(maze, "max_step", None) or maze.config.max_step
         # A body's centre keeps this far (cells) from walls (0: the pure-JAX point).
         self.body_radius = float(getattr(maze, "body_radius", 0.0))
         self._geos = {}

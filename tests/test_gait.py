@@ -1,0 +1,95 @@
+"""The ant's locomotion primitive (`hplan.envs.pointmaze.gait`) and the gait-driven ant
+maze: rotation invariance of its input, that the shipped gait follows commands and stops,
+that walls still stop the torso, bad input."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("brax")
+
+from hplan import envs, tasks  # noqa: E402
+from hplan.envs.pointmaze import gait  # noqa: E402
+
+ROOM = "\n".join(["#########"] + ["#S......#"] + ["#.......#"] * 5 + ["#......G#"]
+                 + ["#########"])
+
+
+def _quat(yaw):
+    return jnp.stack([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)])
+
+
+@settings(max_examples=25, deadline=None)
+@given(yaw=st.floats(-3.1, 3.1), turn=st.floats(-3.1, 3.1),
+       cmd=st.tuples(st.floats(-1, 1), st.floats(-1, 1)),
+       vel=st.tuples(st.floats(-3, 3), st.floats(-3, 3)))
+def test_the_gait_sees_the_same_thing_whatever_the_ants_heading(yaw, turn, cmd, vel):
+    """Turning the ant, its velocity and the command together by any angle leaves the
+    gait's input unchanged (it is in the torso's heading frame)."""
+    def rot(v, a):
+        return jnp.array([np.cos(a) * v[0] - np.sin(a) * v[1],
+                          np.sin(a) * v[0] + np.cos(a) * v[1]])
+
+    rest = jnp.linspace(-1, 1, 27)
+
+    def body(a):
+        v = rot(jnp.array(vel), a)
+        return rest.at[1:5].set(_quat(jnp.float32(yaw + a))).at[13:15].set(v)
+
+    x0 = gait.heading_frame(body(0.0), jnp.array(cmd))
+    x1 = gait.heading_frame(body(turn), rot(jnp.array(cmd), turn))
+    keep = np.r_[0, 5:30]  # the quaternion itself turns, of course
+    np.testing.assert_allclose(np.asarray(x0)[keep], np.asarray(x1)[keep], atol=2e-4)
+
+
+@functools.cache
+def _gait_room():
+    env = envs.make("antmaze", layout=ROOM, gait="gaits/ant.msgpack",
+                    base_dir=str(tasks.TASKS_DIR)).unwrapped
+
+    @jax.jit
+    def run(cmds, key):  # [B, 2] commands held for 24 steps (6 s) from the room's centre
+        def one(c, k):
+            s = env.reset_at(k, jnp.array([4.5, 4.5]))
+            last, xy = jax.lax.scan(lambda s, _: (env.step(s, c),) * 2, s, None, 24)
+            return jnp.concatenate([s.metrics["xy"][None], jax.vmap(
+                lambda t: t.metrics["xy"])(xy)]), last.metrics["height"]
+
+        return jax.vmap(one)(cmds, jax.random.split(key, cmds.shape[0]))
+
+    return env, run
+
+
+def test_the_shipped_gait_walks_where_it_is_told_and_stands_when_told():
+    """Commands in 6 directions and a zero command, 6 s each, in an open room: the torso
+    goes the commanded way (cosine > 0.8) at least at a third of the commanded speed;
+    with a zero command it stays within half a metre; it never flips."""
+    env, run = _gait_room()
+    assert env.action_size == 2 and env.observation_size == 29
+    ang = np.linspace(0, 2 * np.pi, 6, endpoint=False)
+    cmds = np.concatenate([np.stack([np.cos(ang), np.sin(ang)], 1), [[0, 0]]])
+    xy, height = run(jnp.asarray(cmds, jnp.float32), jax.random.key(3))
+    xy = np.asarray(xy)
+    world = np.stack([xy[:, :, 1], -xy[:, :, 0]], -1) * env.cell_size  # metres, (x, y)
+    moved = world[:, -1] - world[:, 0]
+    speed, seconds = env.max_step * env.cell_size / env.config.dt, 24 * env.config.dt
+    for m, c in zip(moved[:6], cmds[:6], strict=True):
+        assert m @ c / np.linalg.norm(m) > 0.8, (m, c)
+        assert np.linalg.norm(m) > speed * seconds / 3, (m, c)
+    assert np.linalg.norm(moved[6]) < 0.5
+    assert (np.asarray(height) > 0.2).all()
+
+
+def test_a_gait_needs_a_file_and_the_spring_backend():
+    lay = "#####\n#S.G#\n#####"
+    with pytest.raises(ValueError, match=r"no gait file at .*nope.msgpack.*Fix: train one"):
+        envs.make("antmaze", layout=lay, gait="/nope.msgpack")
+    with pytest.raises(ValueError, match=r"trained on the spring backend.*Fix: use backend"):
+        envs.make("antmaze", layout=lay, gait="/nope.msgpack", backend="mjx")
+    with pytest.raises(ValueError, match=r"gait_repeat=0.*Fix: use a whole number"):
+        envs.make("antmaze", layout=lay, gait="/nope.msgpack", gait_repeat=0)
