@@ -52,7 +52,10 @@ def run(state, chunk_fn: Callable, total_steps: int, chunk: int, ckpt_dir: Path 
     dict per chunk, also appended to `log_path`).
     """
     if total_steps % chunk:
-        raise ValueError(f"total_steps={total_steps} must be a multiple of chunk={chunk}")
+        up = -(-total_steps // chunk) * chunk
+        raise ValueError(f"{desc}: total_steps={total_steps} must be a multiple of chunk="
+                         f"{chunk}. Fix: set its steps (e.g. [stack.train] or [stack.critic] "
+                         f"steps) to a multiple of {chunk}, such as {up}")
     mgr = None
     history: list[dict] = []
     if ckpt_dir is not None:
