@@ -170,7 +170,7 @@ def test_physics_task_files_load_with_their_walls():
 
     for name in ["pointmaze-mjx-two-rooms", "pointmaze-mjx-medium", "pointmaze-mjx-large",
                  "pointmaze-mjx-trap", "pointmaze-mjx-maze32", "antmaze-medium",
-                 "antmaze-large"]:
+                 "antmaze-large", "antmaze-medium-gait", "antmaze-large-gait"]:
         task = tasks.load(name)
         env = task.env.unwrapped
         assert task.env.n_pairs > 0 and env.oracle is not None
@@ -181,3 +181,6 @@ def test_physics_task_files_load_with_their_walls():
         assert i >= 0 and m.numeric_adr[i] == 0  # read by index: must come first
         assert m.numeric_data[0] == walls.max_pairs > 0
     assert tasks.load("pointmaze-mjx-large").key() != tasks.load("large").key()
+    gait = tasks.load("antmaze-medium-gait")
+    assert gait.key() != tasks.load("antmaze-medium").key()  # another world: its own data
+    assert gait.env.action_size == 2 and gait.env.unwrapped.config.gait_repeat == 10
