@@ -53,10 +53,6 @@ def cmd_train(args) -> None:
           f"({config.timesteps / seconds:,.0f} steps/s); parameters in {args.out}")
 
 
-ROOM = "\n".join(["#" * 15, "#S" + "." * 12 + "#"] + ["#" + "." * 13 + "#"] * 11
-                 + ["#" + "." * 12 + "G#", "#" * 15])
-
-
 def cmd_eval(args) -> None:
     import jax
     import jax.numpy as jnp
@@ -65,31 +61,20 @@ def cmd_eval(args) -> None:
     from bench.common import table
     from hplan import envs
 
-    env = envs.make("antmaze", layout=ROOM, gait=args.gait).unwrapped
+    env = envs.make("antmaze", layout=gait.open_room(13), gait=args.gait).unwrapped
     ang = np.linspace(0, 2 * np.pi, 8, endpoint=False)
     mags = np.array([1 / 3, 2 / 3, 1.0])
     cmds = np.concatenate([(m * np.stack([np.cos(ang), np.sin(ang)], 1)) for m in mags]
                           + [np.zeros((1, 2))]).astype(np.float32)
     steps = int(round(10.0 / env.config.dt))
-
-    @jax.jit
-    def run(cmds, key):
-        def one(c, k):
-            s = env.reset_at(k, jnp.array([7.5, 7.5]))
-            _, (xy, h) = jax.lax.scan(
-                lambda s, _: (lambda t: (t, (t.metrics["xy"], t.metrics["height"])))(
-                    env.step(s, c)), s, None, steps)
-            return jnp.concatenate([s.metrics["xy"][None], xy]), h
-
-        return jax.vmap(one)(cmds, jax.random.split(key, cmds.shape[0]))
+    run = jax.jit(lambda c, k: gait.walk(env, c, jnp.array([7.5, 7.5]), steps, k))
 
     t0 = time.perf_counter()
     xy, height = jax.device_get(run(jnp.asarray(cmds), jax.random.key(args.seed)))
     seconds = time.perf_counter() - t0
-    world = np.stack([xy[..., 1], -xy[..., 0]], -1) * env.cell_size
+    world = np.asarray(env.to_world(xy))
     moved = world[:, -1] - world[:, 0]
-    dur = steps * env.config.dt
-    max_speed = env.max_step * env.cell_size / env.config.dt
+    dur, max_speed = steps * env.config.dt, env.max_speed
     rows = []
     for i, m in enumerate(list(mags) + [0.0]):
         sel = slice(8 * i, 8 * i + 8) if m > 0 else slice(24, 25)

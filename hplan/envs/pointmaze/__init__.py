@@ -291,13 +291,15 @@ def make_antmaze(layout: str | Layout, start_goal: str = "fixed", min_distance: 
                  base_dir: str | None = None) -> GoalWrapper:
     """brax's ant in a goal-reaching maze (the `antmaze` factory). With `gait` (a file,
     relative to the task file) actions are velocity commands its gait follows for
-    `gait_repeat` control steps (5; None keeps the key of tasks without a gait)."""
+    `gait_repeat` control steps (None: `AntMazeConfig`'s 5, and the key of tasks without
+    a gait stays as it was)."""
     from hplan.envs.pointmaze.ant import AntMaze, AntMazeConfig
 
-    if gait is not None and base_dir is not None:
-        gait = str(Path(base_dir) / gait)
+    if gait is not None:  # a file, relative to the task file like a layout
+        gait = str(Path(base_dir or ".") / gait)
     cfg = AntMazeConfig(cell_size=cell_size, backend=backend, gait=gait,
-                        gait_repeat=5 if gait_repeat is None else gait_repeat)
+                        gait_repeat=AntMazeConfig.gait_repeat if gait_repeat is None
+                        else gait_repeat)
     return goal_task(lambda lay: AntMaze(lay, cfg), layout, base_dir, start_goal,
                      min_distance, start, goal, pairs, waypoints, success_radius)
 

@@ -80,13 +80,13 @@ class AntMaze(physics.MazeFrame):
     def __init__(self, layout: Layout, config: AntMazeConfig = AntMazeConfig()):
         super().__init__(layout, config.cell_size)
         self.config = config
-        self.gait, speed = None, NOMINAL_SPEED
+        self.gait, self.max_speed = None, NOMINAL_SPEED  # m/s at full speed
         if config.gait is not None:
             from hplan.envs.pointmaze import gait
 
             self.gait, gait_config = gait.load(config.gait)
-            speed = gait_config.max_speed
-        self.max_step = speed * config.dt / config.cell_size  # cells/step at full speed
+            self.max_speed = gait_config.max_speed
+        self.max_step = self.max_speed * config.dt / config.cell_size  # cells/step
         s = config.cell_size
         self.walls = physics.build_walls(layout, reach=TORSO_RADIUS / s,
                                          half_height=WALL_HEIGHT / 2 / s, parts=5)
@@ -142,7 +142,7 @@ class AntMaze(physics.MazeFrame):
     # -- helpers --------------------------------------------------------------------------
     def _reset(self, key, xy, yaw) -> State:
         q = self._init_q.at[:2].set(self.to_world(xy))
-        q = q.at[3:7].set(jnp.stack([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)]))
+        q = q.at[3:7].set(yaw_quaternion(yaw))
         q = q.at[7:].add(jax.random.uniform(key, (8,), minval=-0.1, maxval=0.1))
         return self.state_of(self.pipeline.init(q, jnp.zeros(14, jnp.float32)))
 
@@ -153,6 +153,11 @@ class AntMaze(physics.MazeFrame):
         obs = jnp.concatenate([self.scaled(xy), ps.q[2:], ps.qd])
         return State(env_state=ps, obs=obs, reward=jnp.float32(0), done=jnp.bool_(False),
                      metrics={"xy": xy, "height": ps.q[2]}, info={})
+
+
+def yaw_quaternion(yaw: jax.Array) -> jax.Array:
+    """The torso's (w, x, y, z) orientation, upright and turned by `yaw` about z."""
+    return jnp.stack([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)])
 
 
 def ant_xml(walls: physics.Walls, cell: float) -> str:

@@ -7,8 +7,8 @@ datasets come from one; HIQL-style agents plan over what it can do). Here the ga
 (the ant's 27 body observations, a world-frame velocity command in the unit disk) to 8
 torques, trained on an open floor with brax's own PPO on the same physics as
 `AntMaze` (brax's ant.xml, spring backend, 0.05 s control step). It knows nothing of
-mazes; `GaitAnt` (in `ant.py`) puts it under the planner, so that the planner's action is
-the command and the ant's legs are the gait's business.
+mazes; `AntMaze` with a `gait` file (in `ant.py`) puts it under the planner, so that the
+planner's action is the command and the ant's legs are the gait's business.
 
 The command c is the torso's target planar velocity, `max_speed * c` m/s. The reward
 tracks it linearly (an exponential kernel gives no signal while the ant is still far off):
@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from hplan.core import ConfigError
+from hplan.envs.pointmaze.ant import yaw_quaternion
 
 BODY_OBS = 27  # brax's ant observation without the torso's (x, y)
 GAIT_OBS = BODY_OBS + 3
@@ -101,8 +102,7 @@ def command_ant(config: GaitConfig):
             k_yaw, k_cmd, k_rest = jax.random.split(rng, 3)
             s = super().reset(k_rest)
             yaw = jax.random.uniform(k_yaw, (), minval=-jnp.pi, maxval=jnp.pi)
-            q = s.pipeline_state.q.at[3:7].set(
-                jnp.stack([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)]))
+            q = s.pipeline_state.q.at[3:7].set(yaw_quaternion(yaw))
             ps = self.pipeline_init(q, s.pipeline_state.qd)
             cmd = sample_command(k_cmd, config.still_frac)
             info = {"command": cmd, "rng": k_rest}
@@ -178,13 +178,36 @@ def _shim_device_put_replicated() -> None:
     try:
         jax.device_put_replicated  # noqa: B018
     except AttributeError:
-        def replicated(x, devices):
-            stack = jax.tree.map(lambda a: jnp.stack([a] * len(devices)), x)
-            return jax.device_put(stack, jax.sharding.PositionalSharding(devices)
-                                  if hasattr(jax.sharding, "PositionalSharding")
-                                  else devices[0])
+        def replicated(x, devices):  # one copy per device; pmap spreads the leading axis
+            return jax.device_put(jax.tree.map(lambda a: jnp.stack([a] * len(devices)), x),
+                                  devices[0])
 
         jax.device_put_replicated = replicated
+
+
+def open_room(n: int) -> str:
+    """An n x n-cell room with no inner walls (S and G in opposite corners): where the
+    gait is measured without a maze in its way."""
+    inner = ["#S" + "." * (n - 1) + "#"] + ["#" + "." * n + "#"] * (n - 2) \
+        + ["#" + "." * (n - 1) + "G#"]
+    return "\n".join(["#" * (n + 2)] + inner + ["#" * (n + 2)])
+
+
+def walk(env, commands: jax.Array, start: jax.Array, steps: int, key: jax.Array):
+    """Each command [B, 2] held for `steps` env steps of a gait-driven `AntMaze` from
+    `start` (cells): torso (row, col) [B, steps + 1, 2] and height [B, steps]. Callers
+    jit it."""
+    def one(c, k):
+        s = env.reset_at(k, start)
+
+        def body(s, _):
+            s = env.step(s, c)
+            return s, (s.metrics["xy"], s.metrics["height"])
+
+        _, (xy, height) = jax.lax.scan(body, s, None, steps)
+        return jnp.concatenate([s.metrics["xy"][None], xy]), height
+
+    return jax.vmap(one)(commands, jax.random.split(key, commands.shape[0]))
 
 
 def save(params, path: str | Path, config: GaitConfig) -> Path:
