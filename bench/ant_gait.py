@@ -6,10 +6,14 @@ Train (CPU cost printed and written with the curve):
 Writes the parameters after every evaluation (so a killed run keeps its last ones) and
 bench/results/ant_gait_train_<cpu|gpu>.json.
 
+Fine-tune a gait (`--init FILE`), with commands redrawn more often (`--switch-prob`) or
+among walls (`--pillars 0.2`): bench/results/ant_gait_variants_cpu.json compares two such.
+
 Follow commands (8 directions x 3 speeds and a zero command, 10 s each, from the centre of
 an open 13 x 13-cell room, in the maze env the agents use):
   .venv/bin/python bench/ant_gait.py eval [--gait tasks/gaits/ant.msgpack]
-Prints per speed the achieved speed along the command, the angle error and the flips;
+Prints per speed the achieved speed along the command, the angle error and the flips,
+then the speed under a new random command every 0.5 s, and beside a wall;
 writes bench/results/ant_gait_eval_<cpu|gpu>.json and a PNG of the torso paths.
 """
 
@@ -32,7 +36,9 @@ DEFAULT_OUT = "tasks/gaits/ant.msgpack"
 
 def cmd_train(args) -> None:
     config = gait.GaitConfig(timesteps=args.timesteps, num_envs=args.num_envs,
-                             batch_size=args.batch_size, seed=args.seed)
+                             batch_size=args.batch_size, seed=args.seed,
+                             switch_prob=args.switch_prob, init=args.init or "",
+                             pillars=args.pillars)
     t0 = time.perf_counter()
 
     def progress(step, m):
@@ -48,7 +54,7 @@ def cmd_train(args) -> None:
     seconds = time.perf_counter() - t0
     write("ant_gait_train", {"config": config.__dict__, "seconds": seconds,
                              "steps_per_s": config.timesteps / seconds, "log": log,
-                             "out": args.out})
+                             "out": args.out}, out=args.json)
     print(f"{config.timesteps:,d} steps in {seconds:.0f} s "
           f"({config.timesteps / seconds:,.0f} steps/s); parameters in {args.out}")
 
@@ -89,8 +95,13 @@ def cmd_eval(args) -> None:
                      "drift (m)": float(np.median(np.linalg.norm(d, axis=1))),
                      "flipped": int((height[sel].min(1) < 0.2).sum())})
     print(table(rows, list(rows[0])))
+    switching = _switching(args)
+    print(table([switching], list(switching)))
+    wall = _beside_wall(args, env, steps)
+    print(table(wall, list(wall[0])))
     out = write("ant_gait_eval", {"gait": args.gait, "seconds_per_run": dur,
                                   "wall_seconds": seconds, "rows": rows,
+                                  "switching": switching, "beside_wall": wall,
                                   "commands": cmds.tolist(), "moved_m": moved.tolist()})
     import matplotlib
 
@@ -110,6 +121,59 @@ def cmd_eval(args) -> None:
     print(f"wrote {out} and its PNG")
 
 
+def _switching(args) -> dict:
+    """A planner's use of the gait: a new random command every 0.5 s (the shipped tasks'
+    gait_repeat of 10), 64 ants x 20 commands. Speed along each command over its 0.5 s,
+    as a fraction of the commanded speed: what the planner gets from a command it holds
+    for one step only."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from hplan import envs
+
+    env = envs.make("antmaze", layout=gait.open_room(13), gait=args.gait,
+                    gait_repeat=10).unwrapped
+    n, k = 64, 20
+    key = jax.random.key(args.seed + 1)
+    cmds = jax.vmap(jax.vmap(lambda kk: gait.sample_command(kk, 0.0)))(
+        jax.random.split(key, n * k).reshape(n, k))
+    run = jax.jit(lambda c, kk: gait.walk_switching(env, c, jnp.array([7.5, 7.5]), 1, kk))
+    xy, height = jax.device_get(run(cmds, jax.random.fold_in(key, 1)))
+    world = np.asarray(env.to_world(xy))
+    step = np.diff(world, axis=1) / env.config.dt  # m/s over each command's 0.5 s
+    c = np.asarray(cmds)
+    along = (step * c).sum(-1) / np.linalg.norm(c, axis=-1) / (np.linalg.norm(c, axis=-1)
+                                                               * env.max_speed)
+    return {"commands": "random every 0.5 s",
+            "speed along / commanded (median)": float(np.median(along)),
+            "same, 2nd-10th command": float(np.median(along[:, 1:10])),
+            "tracking err (m/s, median)": float(np.median(np.linalg.norm(
+                step - c * env.max_speed, axis=-1))),
+            "flipped": int((height.min(1) < 0.2).sum()), "ants": n}
+
+
+def _beside_wall(args, env, steps: int) -> list[dict]:
+    """In a maze the ant walks beside walls: from 1 m off the room's top wall (its feet
+    reach 1.2 m), commands along the wall at full speed, turned 0-30 deg into it. Speed
+    along the wall over 10 s: what a planner's slightly wall-ward command gets."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    tilt = np.array([0.0, 10.0, 20.0, 30.0])
+    cmds = np.repeat(np.stack([np.cos(np.radians(tilt)), np.sin(np.radians(tilt))], 1), 4, 0)
+    run = jax.jit(lambda c, k: gait.walk(env, c, jnp.array([1.25, 2.5]), steps, k))
+    xy, height = jax.device_get(run(jnp.asarray(cmds, jnp.float32),
+                                    jax.random.key(args.seed + 2)))
+    world = np.asarray(env.to_world(xy))
+    along = (world[:, -1, 0] - world[:, 0, 0]) / (steps * env.config.dt)
+    return [{"tilt into wall (deg)": float(t),
+             "speed along wall (m/s, median of 4)": float(np.median(along[4 * i: 4 * i + 4])),
+             "flipped": int((height[4 * i: 4 * i + 4].min(1) < 0.2).sum())}
+            for i, t in enumerate(tilt)]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,6 +184,12 @@ def main() -> None:
     t.add_argument("--batch-size", type=int, default=gait.GaitConfig.batch_size)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=DEFAULT_OUT)
+    t.add_argument("--json", help="results file (default bench/results/ant_gait_train_*)")
+    t.add_argument("--switch-prob", type=float, default=gait.GaitConfig.switch_prob,
+                   help="per control step chance of a new command")
+    t.add_argument("--pillars", type=float, default=0.0,
+                   help="train among walls: share of wall cells in a 12 x 12-cell room")
+    t.add_argument("--init", help="a gait file to fine-tune (policy kept, value net fresh)")
     e = sub.add_parser("eval")
     e.add_argument("--gait", default=DEFAULT_OUT)
     e.add_argument("--seed", type=int, default=0)

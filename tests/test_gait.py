@@ -76,3 +76,49 @@ def test_a_gait_needs_a_file_and_the_spring_backend():
         envs.make("antmaze", layout=lay, gait="/nope.msgpack", backend="mjx")
     with pytest.raises(ValueError, match=r"gait_repeat=0.*Fix: use a whole number"):
         envs.make("antmaze", layout=lay, gait="/nope.msgpack", gait_repeat=0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(3, 14), density=st.floats(0.0, 0.4))
+def test_a_pillar_room_is_one_walled_region(seed, n, density):
+    """The room the gait can train among walls in: walled all round, its floor one
+    4-connected region, no bigger than asked."""
+    from hplan.envs.pointmaze import generate
+    from hplan.envs.pointmaze.layout import bfs
+
+    layout = generate.pillar_room(np.random.default_rng(seed), n, density)
+    w = layout.walls
+    assert w[0].all() and w[-1].all() and w[:, 0].all() and w[:, -1].all()
+    assert w.shape[0] <= n + 2 and w.shape[1] <= n + 2
+    free = layout.free_cells
+    reach = bfs(w, tuple(free[0]))
+    assert (reach[~w] >= 0).all()
+
+
+def test_a_saved_gait_reads_back_as_a_restart_point(tmp_path):
+    """`save` then `_read` gives the same policy parameters and PPO's own normalizer
+    counter type (a fine-tune restarts from it); unknown config keys are ignored."""
+    from brax.training import types
+
+    stats, policy, config = gait._read(tasks.TASKS_DIR / "gaits/ant.msgpack")
+    assert isinstance(stats.count, types.UInt64)
+    path = gait.save((stats, policy), tmp_path / "g.msgpack", config)
+    stats2, policy2, config2 = gait._read(path)
+    assert config2 == config
+    for a, b in zip(jax.tree.leaves(policy), jax.tree.leaves(policy2), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_the_walled_training_env_starts_the_ant_on_the_floor():
+    """With `pillars`, the PPO env is the maze env's physics (walls included) and every
+    reset stands the ant on a free cell of its pillar room."""
+    env = gait.command_ant(gait.GaitConfig(pillars=0.2, room=6))
+    s = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), 16))
+    assert s.obs.shape == (16, gait.GAIT_OBS)
+    assert env.sys.ngeom > gait.command_ant(gait.GaitConfig()).sys.ngeom  # the walls
+    pos = np.asarray(s.pipeline_state.q[:, :2])
+    cells = np.floor(np.stack([-pos[:, 1], pos[:, 0]], 1) / 4.0).astype(int)
+    from hplan.envs.pointmaze import generate
+
+    walls = generate.pillar_room(np.random.default_rng(0), 6, 0.2).walls
+    assert not walls[cells[:, 0], cells[:, 1]].any()

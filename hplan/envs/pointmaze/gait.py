@@ -16,6 +16,11 @@ tracks it linearly (an exponential kernel gives no signal while the ant is still
 the torso leaves the healthy height range (brax's ant convention). Commands are drawn at
 reset and redrawn with probability `switch_prob` per step (so that it learns to change
 course); a fraction are zero (stand still: goals need the ant to stop).
+
+`init` fine-tunes a saved gait and `pillars` trains among walls (the maze env's physics
+in a `generate.pillar_room`). Neither made the shipped gait faster under the planner
+(`bench/results/ant_gait_variants_cpu.json`): commands every 0.5 s cost it its top speed,
+and walls did not teach it to slide along them.
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ class GaitConfig:
     reward_scaling: float = 1.0
     episode_length: int = 1000
     seed: int = 0
+    init: str = ""  # a gait file to start from (its policy; the value net starts fresh)
+    pillars: float = 0.0  # >0: train among walls, in a room with this share of wall cells
+    room: int = 12  # that room's side in cells (4 m each, as the ant mazes)
 
     def __post_init__(self):
         if not self.max_speed > 0:
@@ -90,9 +98,21 @@ def command_ant(config: GaitConfig):
     appended to its observation: the env PPO trains the gait on."""
     from brax.envs.ant import Ant
 
+    maze = None
+    if config.pillars > 0:  # the maze env's walls, contacts and (row, col) frame
+        import numpy as np
+
+        from hplan.envs.pointmaze import generate
+        from hplan.envs.pointmaze.ant import AntMaze
+
+        maze = AntMaze(generate.pillar_room(np.random.default_rng(config.seed), config.room,
+                                            config.pillars))
+
     class CommandAnt(Ant):
         def __init__(self):
             super().__init__(backend="spring", ctrl_cost_weight=config.ctrl_cost)
+            if maze is not None:
+                self.sys = maze.pipeline.sys
 
         @property
         def observation_size(self) -> int:
@@ -103,6 +123,9 @@ def command_ant(config: GaitConfig):
             s = super().reset(k_rest)
             yaw = jax.random.uniform(k_yaw, (), minval=-jnp.pi, maxval=jnp.pi)
             q = s.pipeline_state.q.at[3:7].set(yaw_quaternion(yaw))
+            if maze is not None:  # anywhere on the floor, every foot inside its cell
+                k_pos, k_rest = jax.random.split(k_rest)
+                q = q.at[:2].set(maze.to_world(maze.random_free(k_pos, 0.25)))
             ps = self.pipeline_init(q, s.pipeline_state.qd)
             cmd = sample_command(k_cmd, config.still_frac)
             info = {"command": cmd, "rng": k_rest}
@@ -156,6 +179,10 @@ def train(config: GaitConfig, progress=None, on_params=None):
         if progress is not None:
             progress(step, metrics)
 
+    restore = None
+    if config.init:
+        stats, policy_params, _ = _read(config.init)
+        restore = (stats, policy_params, None)
     _, params, _ = ppo.train(
         environment=command_ant(config), num_timesteps=config.timesteps,
         num_envs=config.num_envs, batch_size=config.batch_size,
@@ -166,6 +193,7 @@ def train(config: GaitConfig, progress=None, on_params=None):
         episode_length=config.episode_length, normalize_observations=True,
         num_evals=max(2, config.timesteps // 2_000_000), num_eval_envs=64,
         seed=config.seed, progress_fn=on_progress,
+        restore_params=restore, restore_value_fn=False,
         policy_params_fn=(lambda step, _, p: on_params(step, p)) if on_params else
         (lambda *a: None),
         network_factory=lambda *a, **k: _networks(config))
@@ -210,6 +238,22 @@ def walk(env, commands: jax.Array, start: jax.Array, steps: int, key: jax.Array)
     return jax.vmap(one)(commands, jax.random.split(key, commands.shape[0]))
 
 
+def walk_switching(env, commands: jax.Array, start: jax.Array, hold: int, key: jax.Array):
+    """Commands [B, K, 2], each held for `hold` env steps in turn (a planner's way of
+    driving the gait): torso (row, col) [B, K * hold + 1, 2] and height [B, K * hold]."""
+    def one(cs, k):
+        s = env.reset_at(k, start)
+
+        def body(s, c):
+            s = env.step(s, c)
+            return s, (s.metrics["xy"], s.metrics["height"])
+
+        _, (xy, height) = jax.lax.scan(body, s, jnp.repeat(cs, hold, axis=0))
+        return jnp.concatenate([s.metrics["xy"][None], xy]), height
+
+    return jax.vmap(one)(commands, jax.random.split(key, commands.shape[0]))
+
+
 def save(params, path: str | Path, config: GaitConfig) -> Path:
     """The gait's (normalizer, policy) parameters as one msgpack file, with its config."""
     from flax import serialization
@@ -227,6 +271,21 @@ def save(params, path: str | Path, config: GaitConfig) -> Path:
 
 def load(path: str | Path):
     """(policy(body_obs [27], command [2]) -> torques [8], config) from `save`'s file."""
+    from brax.training.agents.ppo import networks
+
+    stats, policy_params, config = _read(path)
+    inference = networks.make_inference_fn(_networks(config))((stats, policy_params),
+                                                             deterministic=True)
+
+    @functools.wraps(inference)
+    def policy(body_obs: jax.Array, command: jax.Array) -> jax.Array:
+        return inference(heading_frame(body_obs, command), jax.random.PRNGKey(0))[0]
+
+    return policy, config
+
+
+def _read(path: str | Path):
+    """(normalizer state, policy parameters, config) from `save`'s file."""
     from brax.training.acme import running_statistics
     from flax import serialization
 
@@ -236,15 +295,12 @@ def load(path: str | Path):
                           "train one with `python bench/ant_gait.py train --out FILE` or "
                           "use the shipped tasks/gaits/ant.msgpack")
     blob = serialization.msgpack_restore(path.read_bytes())
-    config = GaitConfig(**blob["config"])
-    stats = running_statistics.RunningStatisticsState(**blob["normalizer"])
-    from brax.training.agents.ppo import networks
+    fields = {f.name for f in dataclasses.fields(GaitConfig)}
+    config = GaitConfig(**{k: v for k, v in blob["config"].items() if k in fields})
+    from brax.training import types
 
-    inference = networks.make_inference_fn(_networks(config))((stats, blob["policy"]),
-                                                             deterministic=True)
-
-    @functools.wraps(inference)
-    def policy(body_obs: jax.Array, command: jax.Array) -> jax.Array:
-        return inference(heading_frame(body_obs, command), jax.random.PRNGKey(0))[0]
-
-    return policy, config
+    norm = jax.tree.map(jnp.asarray, blob["normalizer"])
+    if isinstance(norm["count"], dict):  # PPO's own counter type, for a restart
+        norm["count"] = types.UInt64(**norm["count"])
+    stats = running_statistics.RunningStatisticsState(**norm)
+    return stats, jax.tree.map(jnp.asarray, blob["policy"]), config

@@ -146,6 +146,15 @@ def random_layout(rng: np.random.Generator, rows: int, cols: int) -> Layout:
     return _largest_region(walls)
 
 
+def pillar_room(rng: np.random.Generator, n: int, density: float) -> Layout:
+    """An n x n room with single wall cells (pillars) at random, `density` of the inside:
+    open floor, one-cell gaps, corners and short corridors side by side (where the ant's
+    gait learns to walk beside walls). The largest 4-connected free region is kept."""
+    walls = rng.random((n + 2, n + 2)) < density
+    walls[0, :] = walls[-1, :] = walls[:, 0] = walls[:, -1] = True
+    return _largest_region(walls)
+
+
 def family(seed: int, n: int, rows: tuple[int, int] = (7, 9), cols: tuple[int, int] = (7, 10),
            min_free: int = 18, per_kind: int = 2) -> list[tuple[Layout, list[Pair]]]:
     """`n` layouts, each with at least `per_kind` pairs of every kind, and those pairs."""
