@@ -180,6 +180,24 @@ def test_reach_from_the_bank_keeps_a_subgoal_ahead_when_the_agent_is_off_the_ban
     np.testing.assert_allclose(subs["bank"], [0.0, 2.0], atol=1e-6)
 
 
+def test_slow_bank_states_route_but_are_no_subgoals():
+    """Reach 6 from the L's start picks the state 6 steps along; marked slow (the data
+    crawled there) it is passed over for the farthest fast state within reach, and the
+    route to the goal still runs through it."""
+    g, pts = l_graph()
+    z, goal = jnp.asarray([0.0, 0.0]), jnp.asarray([5.0, 5.0])
+    plain = graph_level(g, scale=0.5, cfg=GraphLevelConfig(reach=6.0, lanes=0.0))
+    s0, sub, _ = plain.step(plain.init(jax.random.key(0), goal), jax.random.key(1), z, goal)
+    pick = int(np.argmin(np.linalg.norm(pts - np.asarray(sub), axis=1)))
+    slow = np.zeros(len(pts), bool)
+    slow[pick] = True
+    level = graph_level(g, scale=0.5, cfg=GraphLevelConfig(reach=6.0, lanes=0.1),
+                        slow=jnp.asarray(slow))
+    s, sub2, _ = level.step(level.init(jax.random.key(0), goal), jax.random.key(1), z, goal)
+    np.testing.assert_allclose(np.asarray(sub2), pts[pick - 1], atol=1e-6)  # one short
+    np.testing.assert_allclose(np.asarray(s.togo), np.asarray(s0.togo))  # same routes
+
+
 def test_bad_graph_level_settings_name_the_fix():
     with pytest.raises(ValueError, match="cut_radius=0.*Fix"):
         GraphLevelConfig(cut_radius=0.0)
@@ -189,6 +207,8 @@ def test_bad_graph_level_settings_name_the_fix():
         GraphLevelConfig(relax=-1)
     with pytest.raises(ValueError, match="sight=-1.*Fix"):
         GraphLevelConfig(sight=-1.0)
+    with pytest.raises(ValueError, match="lanes=1.*Fix"):
+        GraphLevelConfig(lanes=1.0)
     with pytest.raises(ValueError, match="reach_from='goal'.*Fix"):
         GraphLevelConfig(reach_from="goal")
 
