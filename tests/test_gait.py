@@ -76,6 +76,8 @@ def test_a_gait_needs_a_file_and_the_spring_backend():
         envs.make("antmaze", layout=lay, gait="/nope.msgpack", backend="mjx")
     with pytest.raises(ValueError, match=r"gait_repeat=0.*Fix: use a whole number"):
         envs.make("antmaze", layout=lay, gait="/nope.msgpack", gait_repeat=0)
+    with pytest.raises(ValueError, match=r"pillars=1.5.*Fix: use a share"):
+        gait.GaitConfig(pillars=1.5)
 
 
 @settings(max_examples=15, deadline=None)
@@ -96,14 +98,14 @@ def test_a_pillar_room_is_one_walled_region(seed, n, density):
 
 
 def test_a_saved_gait_reads_back_as_a_restart_point(tmp_path):
-    """`save` then `_read` gives the same policy parameters and PPO's own normalizer
+    """`save` then `load_params` gives the same policy parameters and PPO's own normalizer
     counter type (a fine-tune restarts from it); unknown config keys are ignored."""
     from brax.training import types
 
-    stats, policy, config = gait._read(tasks.TASKS_DIR / "gaits/ant.msgpack")
+    stats, policy, config = gait.load_params(tasks.TASKS_DIR / "gaits/ant.msgpack")
     assert isinstance(stats.count, types.UInt64)
     path = gait.save((stats, policy), tmp_path / "g.msgpack", config)
-    stats2, policy2, config2 = gait._read(path)
+    stats2, policy2, config2 = gait.load_params(path)
     assert config2 == config
     for a, b in zip(jax.tree.leaves(policy), jax.tree.leaves(policy2), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

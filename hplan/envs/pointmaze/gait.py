@@ -62,6 +62,9 @@ class GaitConfig:
     room: int = 12  # that room's side in cells (4 m each, as the ant mazes)
 
     def __post_init__(self):
+        if not 0 <= self.pillars < 1:
+            raise ConfigError("pillars", f"pillars={self.pillars!r}",
+                              "use a share of wall cells in [0, 1), e.g. 0.2 (0: open floor)")
         if not self.max_speed > 0:
             raise ConfigError("max_speed", f"max_speed={self.max_speed} must be positive",
                               "use a speed in m/s, e.g. 2.0")
@@ -181,7 +184,7 @@ def train(config: GaitConfig, progress=None, on_params=None):
 
     restore = None
     if config.init:
-        stats, policy_params, _ = _read(config.init)
+        stats, policy_params, _ = load_params(config.init)
         restore = (stats, policy_params, None)
     _, params, _ = ppo.train(
         environment=command_ant(config), num_timesteps=config.timesteps,
@@ -225,17 +228,7 @@ def walk(env, commands: jax.Array, start: jax.Array, steps: int, key: jax.Array)
     """Each command [B, 2] held for `steps` env steps of a gait-driven `AntMaze` from
     `start` (cells): torso (row, col) [B, steps + 1, 2] and height [B, steps]. Callers
     jit it."""
-    def one(c, k):
-        s = env.reset_at(k, start)
-
-        def body(s, _):
-            s = env.step(s, c)
-            return s, (s.metrics["xy"], s.metrics["height"])
-
-        _, (xy, height) = jax.lax.scan(body, s, None, steps)
-        return jnp.concatenate([s.metrics["xy"][None], xy]), height
-
-    return jax.vmap(one)(commands, jax.random.split(key, commands.shape[0]))
+    return walk_switching(env, commands[:, None], start, steps, key)
 
 
 def walk_switching(env, commands: jax.Array, start: jax.Array, hold: int, key: jax.Array):
@@ -273,7 +266,7 @@ def load(path: str | Path):
     """(policy(body_obs [27], command [2]) -> torques [8], config) from `save`'s file."""
     from brax.training.agents.ppo import networks
 
-    stats, policy_params, config = _read(path)
+    stats, policy_params, config = load_params(path)
     inference = networks.make_inference_fn(_networks(config))((stats, policy_params),
                                                              deterministic=True)
 
@@ -284,8 +277,9 @@ def load(path: str | Path):
     return policy, config
 
 
-def _read(path: str | Path):
-    """(normalizer state, policy parameters, config) from `save`'s file."""
+def load_params(path: str | Path):
+    """(normalizer state, policy parameters, config) from `save`'s file: what `load` runs
+    and what a fine-tune (`GaitConfig.init`) restarts from."""
     from brax.training.acme import running_statistics
     from flax import serialization
 
