@@ -107,6 +107,12 @@ def test_a_saved_gait_reads_back_as_a_restart_point(tmp_path):
     path = gait.save((stats, policy), tmp_path / "g.msgpack", config)
     stats2, policy2, config2 = gait.load_params(path)
     assert config2 == config
+    from flax import serialization
+
+    blob = serialization.msgpack_restore(path.read_bytes())
+    blob["config"]["from_a_later_version"] = 1
+    path.write_bytes(serialization.msgpack_serialize(blob))
+    assert gait.load_params(path)[2] == config
     for a, b in zip(jax.tree.leaves(policy), jax.tree.leaves(policy2), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

@@ -77,6 +77,12 @@ def bank_index(data, size: int, seed: int = 0, pinned: np.ndarray | None = None
     return np.concatenate([pinned, rng.choice(rest, size - len(pinned), replace=False)])
 
 
+def nearest_states(bank: jax.Array, k: int) -> jax.Array:
+    """[M, k] each bank state's `k` latent-nearest bank states, itself first."""
+    sq = jnp.sum(bank ** 2, -1)
+    return jax.lax.top_k(-(sq[:, None] + sq[None] - 2 * bank @ bank.T), k)[1]
+
+
 def critic_edges(stack, bank: jax.Array, edge: float = 1.25, neighbours: int = 64,
                  max_edge: float = 4.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Links (src, dst, base steps) between bank states by short critic0 hops.
@@ -92,12 +98,10 @@ def critic_edges(stack, bank: jax.Array, edge: float = 1.25, neighbours: int = 6
     bank = jnp.asarray(bank, jnp.float32)
     m = bank.shape[0]
     k = min(neighbours, m - 1)
-    sq = jnp.sum(bank ** 2, -1)
 
     @jax.jit
     def hops(bank):
-        d2 = sq[:, None] + sq[None] - 2 * bank @ bank.T
-        _, nb = jax.lax.top_k(-d2, k + 1)
+        nb = nearest_states(bank, k + 1)
         src = jnp.repeat(jnp.arange(m), k)
         dst = nb[:, 1:].reshape(-1)
         c0 = stack.critic(0)
@@ -224,10 +228,7 @@ class Context:
         z = self.stack.encode(np.stack([_rows(self.data.obs, ep * steps + t1),
                                         _rows(self.data.obs, ep * steps + t1 + ahead)]))
         speed = np.linalg.norm(z[1] - z[0], axis=-1) / ahead / self.scale
-        b = np.asarray(bank)
-        d2 = (b * b).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * b @ b.T
-        near = np.argpartition(d2, neighbours - 1, axis=1)[:, :neighbours]
-        return speed[near].mean(1)
+        return speed[np.asarray(nearest_states(bank, neighbours))].mean(1)
 
     def graph(self, size: int, edges: str = "data", seed: int = 0) -> G.BankGraph:
         """The bank graph (cached: agents that share a bank share its graph)."""
