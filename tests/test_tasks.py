@@ -53,6 +53,26 @@ def test_same_world_same_key_other_world_other_key():
     assert tasks.load("four-rooms").key() != tasks.load("two-rooms").key()
 
 
+def test_a_task_of_the_same_world_reuses_a_finished_stack_not_an_unfinished_one(tmp_path):
+    from hplan.train import pipeline
+    from hplan.wm.config import stack_config
+
+    four, staged = tasks.load("four-rooms"), tasks.load("four-rooms-staged")
+    cfg = pipeline.for_task(four)
+    own = pipeline.cache_dir(four, tmp_path, cfg)
+    assert own.name.startswith("four-rooms-") and not own.exists()
+    # the twin's folder while it is still training is not taken: each trains its own
+    own.mkdir()
+    assert pipeline.cache_dir(staged, tmp_path, cfg).name.startswith("four-rooms-staged-")
+    (own / "metrics.json").write_text("{}")
+    assert pipeline.cache_dir(staged, tmp_path, cfg) == own
+    # another seed or another stack configuration is another stack
+    assert pipeline.cache_dir(staged, tmp_path, cfg.with_seed(1)) != own
+    longer = stack_config({"train": {"steps": cfg.train.steps + 1}}, base=cfg)
+    assert pipeline.cache_dir(staged, tmp_path, longer) != own
+    assert pipeline.cache_dir(tasks.load("two-rooms"), tmp_path, cfg) != own  # other world
+
+
 def _write(tmp_path, body: str):
     p = tmp_path / "t.toml"
     p.write_text(textwrap.dedent(body).lstrip())

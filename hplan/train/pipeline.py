@@ -186,8 +186,19 @@ def _obs_shape(task) -> tuple[int, ...]:
 
 
 def cache_dir(task, cache: str | Path, cfg: StackConfig) -> Path:
-    """Where the stack for (task env, stack configuration) lives in `cache`."""
-    return Path(cache) / f"{task.name}-{task.key()}-{cfg.key()}-s{cfg.train.seed}"
+    """Where the stack for (task env, stack configuration) lives in `cache`: the task's
+    own folder, or a finished twin's. The name is only for people; the env key and the
+    stack key fix the data and the stack, so a task derived from another (other starts,
+    goals or episode length, the same world) reuses the other's finished stack instead of
+    training the same one again."""
+    keys = f"{task.key()}-{cfg.key()}-s{cfg.train.seed}"
+    own = Path(cache) / f"{task.name}-{keys}"
+    if not (own / "metrics.json").is_file():
+        twins = sorted(Path(cache).glob(f"*-{keys}"))
+        done = [d for d in twins if (d / "metrics.json").is_file()]
+        if done:
+            return done[0]
+    return own
 
 
 def get_stack(task, cache: str | Path, cfg: StackConfig | None = None, seed: int | None = None,
