@@ -15,6 +15,7 @@ never enter or tunnel through one. Goal space is that (row, col) position
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -139,14 +140,11 @@ class PointMaze:
         """Goal-space (cells) displacement of a unit action along one axis."""
         return self.config.max_step
 
-    @property
+    @functools.cached_property
     def oracle(self):
         from hplan.envs.pointmaze.oracle import MazeOracle
 
-        cached = self.__dict__.get("_oracle")
-        if cached is None:
-            cached = self.__dict__["_oracle"] = MazeOracle(self)
-        return cached
+        return MazeOracle(self)
 
     def reset(self, key: jax.Array) -> State:
         return self.explore_reset(key)

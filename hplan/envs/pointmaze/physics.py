@@ -21,6 +21,7 @@ it reads the wrong value, 0 for brax's ant, and every wall contact silently vani
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -193,14 +194,11 @@ class MazeFrame:
         cell = self._free[jax.random.randint(k_cell, (), 0, self._free.shape[0])]
         return cell + 0.5 + jax.random.uniform(k_jit, (2,), minval=-jitter, maxval=jitter)
 
-    @property
+    @functools.cached_property
     def oracle(self):
         from hplan.envs.pointmaze.oracle import MazeOracle
 
-        cached = self.__dict__.get("_oracle")
-        if cached is None:
-            cached = self.__dict__["_oracle"] = MazeOracle(self)
-        return cached
+        return MazeOracle(self)
 
     def reset(self, key: jax.Array) -> State:
         return self.explore_reset(key)
