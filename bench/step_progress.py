@@ -1,0 +1,108 @@
+"""Where does an agent lose time? Each control step until the goal, classified by the
+change of the oracle's geodesic distance to the goal (in full-speed steps):
+
+- `full` (>= 0.9 of a step closer), `part` (0.1-0.9), `stay` (within 0.1), `back` (>= 0.1
+  farther);
+- the steps that made no progress (stay or back), by cause: `bad_small` (the action was
+  under half speed: the planner hesitated), `bad_blocked` (a full action, but a wall
+  stopped over half of it), `bad_free` (a full, unblocked move that did not get closer);
+- of the `bad_free` moves, `free_to_sub`: the share that got closer (in the plane) to the
+  agent's own subgoal (the subgoal lies round a corner), the rest moved away from it
+  (the level-0 model or critic erred); `sub_behind`: how often the subgoal was farther
+  from the goal than the agent (by more than half a step);
+- `ratio`: steps taken / geodesic optimum of the episode.
+
+Subgoals are read as the recorded position of the bank state the lowest graph level chose
+(the goal where it chose the goal). Point mazes only (needs the oracle and recorded xy).
+Fresh episodes by default (episode key = stack seed + 3000).
+
+Run: .venv/bin/python bench/step_progress.py --task maze32 --seeds 0,1,2 --episodes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax
+import numpy as np
+
+from bench.common import table, write
+from hplan import agents as A
+from hplan import tasks
+from hplan.eval import compare, runner
+from hplan.train import pipeline
+
+
+def classify(orc, pos, goal, acts, stg, sub_xy) -> dict:
+    """Shares over every episode's steps until its goal (or its end)."""
+    n, t1, _ = pos.shape
+    d = orc.geodesic(pos.reshape(-1, 2), np.repeat(goal, t1, 0)).reshape(n, t1)
+    d_sub = orc.geodesic(sub_xy.reshape(-1, 2), np.repeat(goal, t1 - 1, 0)).reshape(n, t1 - 1)
+    gain = d[:, :-1] - d[:, 1:]
+    speed = np.abs(acts).max(-1)
+    moved = np.abs(pos[:, 1:] - pos[:, :-1]).max(-1) / orc.max_step
+    to_sub = (np.linalg.norm(sub_xy - pos[:, 1:], axis=-1)
+              < np.linalg.norm(sub_xy - pos[:, :-1], axis=-1))
+    behind = np.isfinite(d_sub) & (d_sub > d[:, :-1] + 0.5)
+    live = np.arange(t1 - 1)[None] < np.where(stg > 0, stg, t1 - 1)[:, None]
+    bad = live & (gain < 0.1)
+    free = bad & (speed >= 0.5) & (moved >= 0.5 * speed)
+
+    def share(sel, of):
+        return float(sel.sum() / max(of.sum(), 1))
+
+    return {"full": share(live & (gain >= 0.9), live),
+            "part": share(live & (gain >= 0.1) & (gain < 0.9), live),
+            "stay": share(live & (np.abs(gain) < 0.1), live),
+            "back": share(live & (gain <= -0.1), live),
+            "bad_small": share(bad & (speed < 0.5), bad),
+            "bad_blocked": share(bad & (speed >= 0.5) & (moved < 0.5 * speed), bad),
+            "bad_free": share(free, bad),
+            "free_to_sub": share(free & to_sub, free),
+            "sub_behind": share(live & behind, live),
+            "ratio": float(np.mean(np.where(stg > 0, stg, t1 - 1) / np.maximum(d[:, 0], 1))),
+            "success": float((stg > 0).mean())}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--task", default="maze32")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--agent", default="hier-3-data-long")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--episode-offset", type=int, default=3000)
+    p.add_argument("--cache", default="out/cache")
+    p.add_argument("--out", default=None)
+    a = p.parse_args(argv)
+    task = tasks.load(a.task)
+    orc = getattr(task.env.unwrapped, "oracle", None)
+    if orc is None:
+        raise SystemExit(f"{a.task}: step_progress needs a point-maze task (an oracle)")
+    rows = []
+    for seed in (int(s) for s in a.seeds.split(",")):
+        st, ds, _ = pipeline.get_stack(task, a.cache, seed=seed, show=False)
+        ctx = A.Context(task, st, ds)
+        pol = compare.build_agents(task, [a.agent], st, ds)[a.agent]
+        res = runner.evaluate(task, pol, jax.random.key(seed + a.episode_offset), a.episodes)
+        goal = np.asarray(res["goal"])
+        idx = np.asarray(res["info"]["subgoal_idx"])
+        bank_xy = ctx.bank_xy(4096)
+        sub_xy = np.where((idx >= 0)[..., None], bank_xy[np.maximum(idx, 0)], goal[:, None])
+        row = classify(orc, np.asarray(res["positions"]), goal, np.asarray(res["actions"]),
+                       np.asarray(res["steps_to_goal"]), sub_xy)
+        rows.append({"stack": seed, **row})
+        print(f"stack {seed}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
+    print(table(rows, list(rows[0])))
+    path = write(f"step_progress_{task.name}", {
+        "task": task.name, "agent": a.agent, "episodes": a.episodes,
+        "episode_offset": a.episode_offset, "rows": rows}, a.out)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
