@@ -34,7 +34,7 @@ import numpy as np
 from bench.common import table, write
 from hplan import agents as A
 from hplan import tasks
-from hplan.eval import compare, runner
+from hplan.eval import runner
 from hplan.train import pipeline
 
 
@@ -83,15 +83,19 @@ def main(argv=None):
     orc = getattr(task.env.unwrapped, "oracle", None)
     if orc is None:
         raise SystemExit(f"{a.task}: step_progress needs a point-maze task (an oracle)")
+    cfg = A.load_agent(a.agent)
+    if not cfg.levels or cfg.levels[-1].kind != "graph":
+        raise SystemExit(f"{a.agent}: step_progress reads subgoals off a graph level's bank; "
+                         "use an agent whose lowest level is a graph level (e.g. hier-2-data)")
     rows = []
     for seed in (int(s) for s in a.seeds.split(",")):
         st, ds, _ = pipeline.get_stack(task, a.cache, seed=seed, show=False)
         ctx = A.Context(task, st, ds)
-        pol = compare.build_agents(task, [a.agent], st, ds)[a.agent]
+        pol, _ = A.make(cfg, task, st, ds, ctx=ctx)  # the same context: one bank
         res = runner.evaluate(task, pol, jax.random.key(seed + a.episode_offset), a.episodes)
         goal = np.asarray(res["goal"])
         idx = np.asarray(res["info"]["subgoal_idx"])
-        bank_xy = ctx.bank_xy(4096)
+        bank_xy = ctx.bank_xy(cfg.levels[-1].config.bank)
         sub_xy = np.where((idx >= 0)[..., None], bank_xy[np.maximum(idx, 0)], goal[:, None])
         row = classify(orc, np.asarray(res["positions"]), goal, np.asarray(res["actions"]),
                        np.asarray(res["steps_to_goal"]), sub_xy)

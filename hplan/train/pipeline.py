@@ -193,12 +193,17 @@ def cache_dir(task, cache: str | Path, cfg: StackConfig) -> Path:
     training the same one again."""
     keys = f"{task.key()}-{cfg.key()}-s{cfg.train.seed}"
     own = Path(cache) / f"{task.name}-{keys}"
-    if not (own / "metrics.json").is_file():
-        twins = sorted(Path(cache).glob(f"*-{keys}"))
-        done = [d for d in twins if (d / "metrics.json").is_file()]
+    if not _trained(own):
+        done = [d for d in sorted(Path(cache).glob(f"*-{keys}")) if _trained(d)]
         if done:
             return done[0]
     return own
+
+
+def _trained(out: Path) -> bool:
+    """`train_stack` writes metrics.json once every part is saved: without it, a folder
+    is still training (or was killed mid-way, and resumes)."""
+    return (out / "metrics.json").is_file()
 
 
 def get_stack(task, cache: str | Path, cfg: StackConfig | None = None, seed: int | None = None,
@@ -209,7 +214,7 @@ def get_stack(task, cache: str | Path, cfg: StackConfig | None = None, seed: int
     if seed is not None:
         cfg = cfg.with_seed(seed)
     out = cache_dir(task, cache, cfg)
-    if (out / "metrics.json").is_file():
+    if _trained(out):
         return load_stack(out, task), data_lib.load(out / "data", task), out
     if (out / "data" / "meta.json").is_file():
         ds = data_lib.load(out / "data", task)
