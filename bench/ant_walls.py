@@ -7,7 +7,7 @@ predicts for every bank state under data actions held a few steps, ranked agains
 state's wall distance (Spearman).
 
 Run: .venv/bin/python bench/ant_walls.py --task antmaze-medium-gait --seed 0 --key 7
-     [--episodes 10] [--agent hier-2-data-inertia] [--json OUT]
+     [--episodes 10] [--agent hier-2-data-inertia] [--json OUT] [--no-model]
 Key 7 is a tuning key, not one of the benchmark's.
 """
 
@@ -57,7 +57,9 @@ def trace(task, stack, data, agent: str, key: int, n: int) -> dict:
     turn = np.degrees(np.arccos(np.clip(cos, -1, 1)))[live[:, 1:]]
     wd = wall_distance(env.layout.walls, pos[:, :-1])
     w, b = stack.probe
-    sub = wall_distance(env.layout.walls, np.asarray(out["info"]["subgoal"]) @ w + b)
+    sub_xy = np.asarray(out["info"]["subgoal"]) @ w + b
+    sub = wall_distance(env.layout.walls, sub_xy)
+    stops = stopped(pos, sub_xy, live)
     rows = [{"torso to wall (cells)": f"{lo:.2f}-{hi:.2f}" if hi < 9 else f">{lo:.2f}",
              "share of steps": float((live & (wd >= lo) & (wd < hi)).sum() / live.sum()),
              "speed along / commanded": float(np.median(share[live & (wd >= lo) & (wd < hi)]))}
@@ -69,7 +71,30 @@ def trace(task, stack, data, agent: str, key: int, n: int) -> dict:
             "by_wall_distance": rows,
             "subgoal_wall_distance_median": float(np.median(sub[live])),
             "subgoals_within_0.25": float((sub[live] < 0.25).mean()),
-            "torso_within_0.25": float((wd[live] < 0.25).mean())}
+            "torso_within_0.25": float((wd[live] < 0.25).mean()),
+            "stops": stops}
+
+
+def stopped(pos: np.ndarray, sub_xy: np.ndarray, live: np.ndarray, slow: float = 0.03,
+            near: float = 0.2) -> dict:
+    """Steps the torso moved under `slow` cells before the goal: how many, in how many of
+    them the subgoal stayed where it was the step before, in how many the torso was within
+    `near` cells of it, and each episode's longest run of such steps (the time a stall
+    costs before the graph level changes the subgoal)."""
+    speed = np.linalg.norm(np.diff(pos, axis=1), axis=-1)[:, :live.shape[1]]
+    stop = (speed < slow) & live
+    held = np.concatenate([np.zeros_like(stop[:, :1]), np.linalg.norm(
+        np.diff(sub_xy, axis=1), axis=-1) < 1e-3], 1)
+    at = np.linalg.norm(pos[:, :live.shape[1]] - sub_xy, axis=-1) < near
+    runs = []
+    for row in stop:
+        edges = np.diff(np.concatenate([[0], row.astype(int), [0]]))
+        runs.append(int(max((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)),
+                            default=0)))
+    return {"live_steps": int(live.sum()), "stopped": int(stop.sum()),
+            "stopped_subgoal_held": int((stop & held).sum()),
+            "stopped_at_subgoal": int((stop & at).sum()),
+            "longest_stop_per_episode": runs}
 
 
 def model_knows_walls(task, stack, data, actions: int = 16, holds=(4, 8)) -> list[dict]:
@@ -106,6 +131,8 @@ def main() -> None:
     p.add_argument("--agent", default="hier-2-data-inertia")
     p.add_argument("--cache", default="out/cache")
     p.add_argument("--json", default=None)
+    p.add_argument("--no-model", action="store_true",
+                   help="skip the level-0 model's wall check (the trace only)")
     args = p.parse_args()
     task = tasks.load(args.task)
     if getattr(task.env.unwrapped, "gait", None) is None:
@@ -119,8 +146,14 @@ def main() -> None:
     print(table(t["by_wall_distance"], list(t["by_wall_distance"][0])))
     print(f"subgoals: median {t['subgoal_wall_distance_median']:.2f} cells from a wall, "
           f"{t['subgoals_within_0.25']:.2f} within 0.25 (torso {t['torso_within_0.25']:.2f})")
-    m = model_knows_walls(task, stack, data)
-    print(table(m, list(m[0])))
+    st = t["stops"]
+    print(f"stopped (< 0.03 cells a step, before the goal): {st['stopped']} of "
+          f"{st['live_steps']} steps; subgoal held {st['stopped_subgoal_held']}, torso on it "
+          f"{st['stopped_at_subgoal']}; longest stop per episode "
+          f"{st['longest_stop_per_episode']}")
+    m = None if args.no_model else model_knows_walls(task, stack, data)
+    if m:
+        print(table(m, list(m[0])))
     out = write(f"ant_walls_{args.task}_s{args.seed}",
                 {"task": args.task, "seed": args.seed, "trace": t, "model": m}, args.json)
     print(f"wrote {out}")
