@@ -118,8 +118,8 @@ def main() -> None:
     print(f"{a.task} stack {a.seed}: held-out steps, blocked {int(blocked.sum())}, free "
           f"{int(free.sum())} (cells per 0.5 s step, probed)")
     print(table(rows, list(rows[0])))
-    out = write(f"ant_level0_noise_{a.task}_s{a.seed}",
-                {"task": a.task, "seed": a.seed, "updates": a.updates, "stack": str(where),
+    out = write(f"ant_level0_noise_{task.name}_s{a.seed}",
+                {"task": task.name, "seed": a.seed, "updates": a.updates, "stack": str(where),
                  "blocked_n": int(blocked.sum()), "free_n": int(free.sum()), "rows": rows},
                 a.json)
     print(f"wrote {out}")

@@ -154,7 +154,7 @@ def main() -> None:
     m = None if args.no_model else model_knows_walls(task, stack, data)
     if m:
         print(table(m, list(m[0])))
-    out = write(f"ant_walls_{args.task}_s{args.seed}",
+    out = write(f"ant_walls_{task.name}_s{args.seed}",
                 {"task": args.task, "seed": args.seed, "trace": t, "model": m}, args.json)
     print(f"wrote {out}")
 
