@@ -22,47 +22,13 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
-from flax import nnx
 
-from bench.ant_walls import wall_distance
+from bench.ant_walls import command_share, wall_distance
 from bench.common import table, write
+from bench.frozen_predictor import fit_predictor
 from hplan import tasks
 from hplan.train import pipeline
-from hplan.wm.models import MLP
-
-
-def fit(z0, z1, act, train, updates: int, fourier: float, seed: int = 0):
-    """A residual MLP (z, a[, sin/cos(zB), B ~ N(0, fourier^2)]) -> z' by Adam on `train`."""
-    d = z0.shape[-1]
-    proj = jax.random.normal(jax.random.key(seed + 1), (d, 128)) * fourier
-    net = MLP([d + act.shape[-1] + (256 if fourier else 0), 512, 512, 512, d],
-              nnx.Rngs(seed))
-    gd, params = nnx.split(net)
-    opt = optax.adam(optax.cosine_decay_schedule(1e-3, updates, 0.05))
-    state = opt.init(params)
-    x0, x1, u = (jnp.asarray(v[train]) for v in (z0, z1, act))
-
-    def predict(prm, zz, aa):
-        parts = [zz, aa]
-        if fourier:
-            parts += [jnp.sin(zz @ proj), jnp.cos(zz @ proj)]
-        return zz + nnx.merge(gd, prm)(jnp.concatenate(parts, -1))
-
-    @jax.jit
-    def update(prm, state, key):
-        i = jax.random.randint(key, (1024,), 0, x0.shape[0])
-        loss, grad = jax.value_and_grad(lambda q: jnp.mean(jnp.sum(
-            (predict(q, x0[i], u[i]) - x1[i]) ** 2, -1)))(prm)
-        upd, state = opt.update(grad, state, prm)
-        return optax.apply_updates(prm, upd), state, loss
-
-    key = jax.random.key(seed)
-    for it in range(updates):
-        params, state, _ = update(params, state, jax.random.fold_in(key, it))
-    return np.asarray(jax.jit(predict)(params, jnp.asarray(z0), jnp.asarray(act)))
 
 
 def main() -> None:
@@ -81,13 +47,11 @@ def main() -> None:
         sys.exit(f"{a.task} is not an ant maze: use e.g. antmaze-medium-gait")
     st, ds, where = pipeline.get_stack(task, a.cache, seed=a.seed, show=False)
     z = np.asarray(st.encode(np.asarray(ds.obs)))
-    n_ep, n_t = np.asarray(ds.actions).shape[:2]
     xy, act = np.asarray(ds.xy), np.asarray(ds.actions)
+    n_ep, n_t = act.shape[:2]
     wd = wall_distance(np.asarray(env.layout.walls), xy[:, :-1].reshape(-1, 2))
-    world = np.asarray(env.to_world(xy)) / env.cell_size
-    mag = np.linalg.norm(act, axis=-1)
-    along = ((world[:, 1:] - world[:, :-1]) * act).sum(-1) / np.maximum(mag, 1e-6)
-    share = (along / np.maximum(mag * env.max_step, 1e-6)).reshape(-1)
+    mag, share = command_share(env, xy, act)
+    share = share.reshape(-1)
     test = np.repeat(np.arange(n_ep) >= int(0.9 * n_ep), n_t)
     d = z.shape[-1]
     z0, z1 = z[:, :-1].reshape(-1, d), z[:, 1:].reshape(-1, d)
@@ -107,14 +71,18 @@ def main() -> None:
                 "error, blocked": float(np.median(err[blocked])),
                 "error, free": float(np.median(err[free]))}
 
+    def fresh(fourier):
+        predict, _ = fit_predictor(z0[~test], z1[~test], A[~test], a.updates, a.seed,
+                                   init_seed=a.seed, fourier=fourier)
+        return predict(z0, A)
+
     model = st.model()
     rows = [row("truth", z1),
             row("stack's level 0", np.asarray(jax.jit(jax.vmap(
                 lambda zz, aa: model.step(0, zz, aa)))(z0, A))),
-            row("fresh 3x512 MLP", fit(z0, z1, A, ~test, a.updates, 0.0, a.seed))]
+            row("fresh 3x512 MLP", fresh(0.0))]
     if a.fourier:
-        rows.append(row(f"fresh MLP + Fourier {a.fourier:g}",
-                        fit(z0, z1, A, ~test, a.updates, a.fourier, a.seed)))
+        rows.append(row(f"fresh MLP + Fourier {a.fourier:g}", fresh(a.fourier)))
     print(f"{a.task} stack {a.seed}: held-out steps, blocked {int(blocked.sum())}, free "
           f"{int(free.sum())} (cells per 0.5 s step, probed)")
     print(table(rows, list(rows[0])))

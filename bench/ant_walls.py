@@ -41,6 +41,15 @@ def wall_distance(walls: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.sqrt((gap ** 2).sum(-1)).min(1).reshape(p.shape[:-1])
 
 
+def command_share(env, pos: np.ndarray, act: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per step of `act` [..., T, 2] (positions `pos` [..., T + 1, 2]): the command's size,
+    and the torso's move along the command as a share of the commanded move."""
+    mag = np.linalg.norm(act, axis=-1)
+    world = np.asarray(env.to_world(pos)) / env.cell_size
+    along = ((world[..., 1:, :] - world[..., :-1, :]) * act).sum(-1) / np.maximum(mag, 1e-6)
+    return mag, along / np.maximum(mag * env.max_step, 1e-6)
+
+
 def trace(task, stack, data, agent: str, key: int, n: int) -> dict:
     env = task.env.unwrapped
     policy = compare.build_agents(task, [agent], stack, data)[agent]
@@ -49,10 +58,7 @@ def trace(task, stack, data, agent: str, key: int, n: int) -> dict:
     pos, act, ok = np.asarray(out["positions"]), np.asarray(out["actions"]), out["success"]
     steps = act.shape[1]
     live = np.arange(steps)[None] < np.where(ok, out["steps_to_goal"], steps)[:, None]
-    mag = np.linalg.norm(act, axis=-1)
-    world = np.asarray(env.to_world(pos)) / env.cell_size
-    along = ((world[:, 1:] - world[:, :-1]) * act).sum(-1) / np.maximum(mag, 1e-6)
-    share = along / np.maximum(mag * env.max_step, 1e-6)
+    mag, share = command_share(env, pos, act)
     cos = (act[:, 1:] * act[:, :-1]).sum(-1) / np.maximum(mag[:, 1:] * mag[:, :-1], 1e-6)
     turn = np.degrees(np.arccos(np.clip(cos, -1, 1)))[live[:, 1:]]
     wd = wall_distance(env.layout.walls, pos[:, :-1])
@@ -81,7 +87,7 @@ def stopped(pos: np.ndarray, sub_xy: np.ndarray, live: np.ndarray, slow: float =
     them the subgoal stayed where it was the step before, in how many the torso was within
     `near` cells of it, and each episode's longest run of such steps (the time a stall
     costs before the graph level changes the subgoal)."""
-    speed = np.linalg.norm(np.diff(pos, axis=1), axis=-1)[:, :live.shape[1]]
+    speed = np.linalg.norm(np.diff(pos, axis=1), axis=-1)
     stop = (speed < slow) & live
     held = np.concatenate([np.zeros_like(stop[:, :1]), np.linalg.norm(
         np.diff(sub_xy, axis=1), axis=-1) < 1e-3], 1)
