@@ -280,3 +280,27 @@ def test_per_map_graphs_never_cut_through_a_wall():
         reachable += int(np.isfinite(graph).sum())
         assert np.all(graph >= 0.5 * true), (ctx, np.min(graph / true))
     assert checked > 50 and reachable > 0.3 * checked, (checked, reachable)
+
+
+def test_path_edges_keep_to_one_map_and_measure_no_shortcut():
+    """The graph level's "path" links: none joins two maps, and none is shorter than the
+    straight line between its two bank states (both in the common full-speed step)."""
+    from types import SimpleNamespace
+
+    from hplan.agents.context import bank_index, path_edges
+    from hplan.data.collect import collect
+    from hplan.tasks import TaskSpec, build
+
+    spec = TaskSpec(name="fam", env="pointmaze", episode_length=50,
+                    env_args={"family": "two-rooms", "start_goal": "random",
+                              "family_args": {"size": 9, "door": 2, "margin": 4}})
+    ds = collect(build(spec), jax.random.key(2), episodes=120, steps=32)
+    idx = bank_index(ds, 600, seed=0)
+    (src, dst, w), points = path_edges(SimpleNamespace(encode=lambda o: o), ds, idx)
+    t1 = ds.obs.shape[1]
+    bank_map = ds.groups[idx // t1]
+    assert len(src) > 300
+    assert np.all(bank_map[src] == bank_map[dst])
+    straight = np.linalg.norm(points[src] - points[dst], axis=-1)
+    assert np.all(w >= straight - 0.01)  # (path_links' distances: float32 cancellation)
+    assert np.median(w / np.maximum(straight, 1e-6)) < 2.0  # mostly near-straight runs

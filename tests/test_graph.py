@@ -1,6 +1,8 @@
 """Bank graphs and the graph level on small synthetic graphs with known answers: routes,
 cut-aware fields, and an agent stuck at a wormhole that cuts it and goes round."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -299,3 +301,47 @@ def test_a_false_alarm_at_the_goal_moves_its_join_and_keeps_the_wormhole_cut():
     cuts = set(np.asarray(s.cuts).tolist())
     assert 0 in cuts
     assert float(info["togo"]) < 100.0  # a route to the goal remains
+
+
+def test_a_family_level_keeps_the_agent_and_the_target_on_one_map():
+    """Two maps share the plane (a third latent coordinate, 0 or 0.3, tells them apart):
+    map 0 is a corridor to the goal, map 1 a stub that never reaches it. The agent on
+    map 0 looks nearer a map-1 state; with `family` it is placed on the map nearest to
+    both it and the target, and sent along map 0's corridor."""
+    xs = np.arange(0.0, 5.01, 0.5, dtype=np.float32)
+    stub = xs[xs <= 2.0]
+    pts = np.concatenate([np.stack([xs, 0 * xs, 0 * xs], 1),
+                          np.stack([stub, 0 * stub, 0 * stub + 0.3], 1)]).astype(np.float32)
+    n0, n1 = len(xs), len(stub)
+    src = np.concatenate([np.arange(n0 - 1), n0 + np.arange(n1 - 1)])
+    w = np.ones(len(src), np.float32)
+    g = G.build(pts, src, src + 1, w, n_landmarks=6, k=3)
+    groups = np.repeat([7, 3], [n0, n1])  # map names need not be 0..K-1
+    goal = jnp.asarray([4.0, 0.0, 0.0])
+    z = jnp.asarray([1.0, 0.0, 0.2])  # on map 0, 0.1 from map 1's state, 0.2 from its own
+    cfg = GraphLevelConfig(reach=2.0, patience=0)
+
+    def first_subgoal(level):
+        s = level.init(jax.random.key(0), goal)
+        return level.step(s, jax.random.key(1), z, goal)
+
+    s, sub, info = first_subgoal(graph_level(g, 0.5, dataclasses.replace(cfg, family=True),
+                                             groups=groups))
+    assert int(s.fam) == 1  # map names sorted: 3 -> 0, 7 -> 1
+    i = int(info["idx"])
+    assert 0 <= i < n0 and pts[i, 0] > 1.0  # ahead on map 0's corridor
+    assert float(info["togo"]) == pytest.approx(3.0 / 0.5 + 0.4, abs=0.5)
+    # Without it the agent is placed on map 1's stub, which has no route to the target.
+    _, _, info = first_subgoal(graph_level(g, 0.5, cfg))
+    assert float(info["togo"]) >= G.BIG
+
+
+def test_family_needs_data_on_several_maps():
+    from types import SimpleNamespace
+
+    from hplan.agents import graph_level as GL
+    from hplan.core import ConfigError
+
+    ctx = SimpleNamespace(bank_groups=lambda size: None)
+    with pytest.raises(ConfigError, match="family"):
+        GL.make(GraphLevelConfig(family=True), ctx)

@@ -151,6 +151,37 @@ def data_edges(stack, data, index: np.ndarray):
     return (g.row, g.col, g.data.astype(np.float32)), _rows(x, index) / step
 
 
+def path_edges(stack, data, index: np.ndarray, radius: float = 0.4):
+    """`data_edges` without snapping: a dataset state joins a bank state only within
+    `radius` steps of it, and two bank states are linked by the stretch of trajectory
+    between consecutive joined states, as long as the path it travelled
+    (`hplan.wm.critic.path_links`), one map (`Dataset.groups`) at a time. Snapping every
+    state to its nearest of a sparse bank (pixels on 104 maps: about 40 bank states a
+    map) joined states either side of a thin wall."""
+    from hplan.wm.critic import hops, path_links, step_unit
+
+    kind = snap_space(data)
+    x = np.asarray(stack.encode(data.obs) if kind == "latent" else snap_data(data, kind),
+                   np.float32)
+    n, t1 = x.shape[:2]
+    step = step_unit(hops(x))
+    groups = np.zeros(n, np.int64) if data.groups is None else np.asarray(data.groups)
+    episode = np.asarray(index) // t1
+    links = []
+    for g in np.unique(groups):
+        eps = np.flatnonzero(groups == g)
+        sel = np.flatnonzero(np.isin(episode, eps))  # the bank states on this map
+        if len(sel) < 2:
+            continue
+        local = np.searchsorted(eps, episode[sel]) * t1 + np.asarray(index)[sel] % t1
+        c = path_links(x[eps], local, radius)[1].tocoo()
+        # path_links measures in its map's own full-speed step: back to the common one
+        unit = step_unit(hops(x[eps])) / step
+        links.append((sel[c.row], sel[c.col], c.data.astype(np.float32) * unit))
+    src, dst, w = (np.concatenate(v) for v in zip(*links, strict=True))
+    return (src, dst, w), _rows(x, index) / step
+
+
 def _rows(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Dataset states `idx` (flat indices over episodes and steps) of `x` [N, T, ...]."""
     return x.reshape(-1, *x.shape[2:])[idx]
@@ -213,6 +244,13 @@ class Context:
         idx = bank_index(self.data, size, seed, self.pinned())
         return idx, jnp.asarray(self.stack.encode(_rows(self.data.obs, idx)))
 
+    def bank_groups(self, size: int, seed: int = 0) -> np.ndarray | None:
+        """[size] the map (`Dataset.groups`) of each bank state; None for one map."""
+        if self.data is None or self.data.groups is None:
+            return None
+        idx = bank_index(self.data, size, seed, self.pinned())
+        return np.asarray(self.data.groups)[idx // self.data.obs.shape[1]]
+
     def lane_speed(self, size: int, seed: int = 0, ahead: int = 2,
                    neighbours: int = 16) -> np.ndarray:
         """[M] how fast the data moved on from each bank state (latent displacement over
@@ -235,13 +273,16 @@ class Context:
         key = (size, edges, seed)
         if key not in self._graphs:
             idx, bank = self.bank(size, seed)
-            if (size, seed) not in self._links:  # shared by the data and critic graphs
-                self._links[(size, seed)] = data_edges(self.stack, self.data, idx)
-            links, points = self._links[(size, seed)]
+            if edges == "path":
+                links, points = path_edges(self.stack, self.data, idx)
+            else:
+                if (size, seed) not in self._links:  # shared by the data and critic graphs
+                    self._links[(size, seed)] = data_edges(self.stack, self.data, idx)
+                links, points = self._links[(size, seed)]
             if edges == "critic":
                 links = verified(critic_edges(self.stack, bank), links, len(idx))
-            elif edges != "data":
-                raise ValueError(f"edges={edges!r}. Fix: use 'data' or 'critic'")
+            elif edges not in ("data", "path"):
+                raise ValueError(f"edges={edges!r}. Fix: use 'data', 'path' or 'critic'")
             self._graphs[key] = G.build(bank, *links, pinned=np.isin(idx, self.pinned()),
                                         points=points)
         return self._graphs[key]

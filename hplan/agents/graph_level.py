@@ -47,8 +47,10 @@ class GraphLevelConfig:
     """Distances in base steps."""
 
     bank: int = 4096  # encoded dataset states the level chooses among
-    # links between them: "data" (the dataset's own transitions) or "critic" (short
-    # critic0 hops, kept where the data confirms them)
+    # links between them: "data" (the dataset's own transitions, each state snapped to
+    # its nearest bank state), "path" (trajectory stretches between the bank states a
+    # trajectory passes within 0.4 steps of: no snapping across a thin wall where the
+    # bank is sparse) or "critic" (short critic0 hops, kept where the data confirms them)
     edges: str = "data"
     reach: float = 2.0  # graph distance to a chosen subgoal
     progress: float = 0.5  # extra weight on the subgoal's distance to the target
@@ -99,6 +101,13 @@ class GraphLevelConfig:
     # field: near a wide cut (a closed door) every landmark link of a state may pass the
     # cut, and without it such a state has no route, so the cuts are dropped. 0: off.
     relax: int = 0
+    # Tasks whose data spans a family of maps (`Dataset.groups`): the graph never joins
+    # two maps, so the agent and the target must be placed on the same one. With `family`
+    # the level picks the map nearest to both (the agent's latents so far, averaged, plus
+    # the target's) and localises, joins the target and picks subgoals on it alone.
+    # Without it, on two-rooms-random (104 maps) the latent-nearest bank state lay on
+    # another map for 12-21 % of states, and the target often joined yet another.
+    family: bool = False
 
     def __post_init__(self):
         for key in ("reach", "direct", "cut_radius", "ban_radius", "same_place",
@@ -122,7 +131,8 @@ class GraphLevelConfig:
             if not (isinstance(v, int) and v >= 1):
                 raise ConfigError(key, f"{key}={v!r}", "use a positive integer")
         for key, choices in (("localise", ("latent", "observation")),
-                             ("reach_from", ("agent", "bank")), ("edges", ("data", "critic"))):
+                             ("reach_from", ("agent", "bank")),
+                               ("edges", ("data", "path", "critic"))):
             v = getattr(self, key)
             if v not in choices:
                 raise ConfigError(key, f"{key}={v!r}", "use " + " or ".join(map(repr, choices)))
@@ -138,7 +148,14 @@ def make(cfg: GraphLevelConfig, ctx) -> Level:
     if cfg.lanes > 0:
         speed = ctx.lane_speed(cfg.bank)
         slow = jnp.asarray(speed < np.quantile(speed, cfg.lanes))
-    return graph_level(ctx.graph(cfg.bank, cfg.edges), ctx.scale, cfg, snapped, slow)
+    groups = None
+    if cfg.family:
+        groups = ctx.bank_groups(cfg.bank)
+        if groups is None:
+            raise ConfigError("family", "family=true",
+                              "the task's data holds one map: set family = false")
+    return graph_level(ctx.graph(cfg.bank, cfg.edges), ctx.scale, cfg, snapped, slow,
+                       groups)
 
 
 SIGHTED = 32  # candidates checked for line of sight per step (`GraphLevelConfig.sight`)
@@ -161,6 +178,9 @@ class GraphLevelState(NamedTuple):
     node: jax.Array  # bank state the agent was localised on last (-1: none yet)
     node_z: jax.Array  # [d] the latent it was localised from
     shock: jax.Array  # surprised since the last step: cut where the agent is now
+    seen: jax.Array  # [K] summed distance of the agent's latents to each map (`family`)
+    n_seen: jax.Array  # steps summed in `seen`
+    fam: jax.Array  # the map chosen (`family`; 0 without)
 
 
 def _once(pred: jax.Array, fn, carry):
@@ -173,13 +193,28 @@ def _once(pred: jax.Array, fn, carry):
 def graph_level(graph: G.BankGraph, scale: float,
                 cfg: GraphLevelConfig = GraphLevelConfig(),
                 snapped: tuple[jax.Array, Callable] | None = None,
-                slow: jax.Array | None = None) -> Level:
+                slow: jax.Array | None = None, groups: np.ndarray | None = None) -> Level:
     """`scale`: latent displacement of one base step (joins are by latent distance).
     `snapped`: (bank states [M, k] in some other space, `locate(state)` into it): the
     agent is localised there instead of by latent nearness. `slow` [M]: bank states that
-    route but are no subgoals (`GraphLevelConfig.lanes`)."""
+    route but are no subgoals (`GraphLevelConfig.lanes`). `groups` [M]: each bank state's
+    map (`GraphLevelConfig.family`)."""
     bank, dist = graph.latents, graph.dist
     m = bank.shape[0]
+    if groups is None:
+        groups = np.zeros(m, np.int32)
+    _, group = np.unique(np.asarray(groups), return_inverse=True)
+    n_maps = int(group.max()) + 1
+    group = jnp.asarray(group, jnp.int32)
+
+    def map_distance(x):
+        """[K] latent distance (base steps) of `x` to each map's nearest bank state."""
+        d2 = jax.ops.segment_min(jnp.sum((bank - x) ** 2, -1), group, n_maps)
+        return jnp.sqrt(jnp.maximum(d2, 0.0)) / scale
+
+    def alien(fam):
+        """[M] bank states on other maps than `fam`."""
+        return group != fam
     big = jnp.float32(G.BIG)
     reach_field = float(jnp.max(jnp.min(dist[:, graph.landmarks], axis=1))) * 2.0 + 1.0
 
@@ -201,8 +236,8 @@ def graph_level(graph: G.BankGraph, scale: float,
                               lambda _, t: jnp.minimum(t, jnp.min(w + t[near_i], 1)), t)
         return jnp.where(dead, big, jnp.minimum(t, big))
 
-    def togo_of(cuts, radii, target):
-        dead = G.cut_mask(graph, cuts, radii)
+    def togo_of(cuts, radii, target, fam):
+        dead = G.cut_mask(graph, cuts, radii) | alien(fam)
         # The target joins the graph at its nearest live state: a cut that kills the
         # state it joined by (a join across a wall, where the agent stalled) moves the
         # join instead of being dropped, so the next route goes round to the other side.
@@ -253,7 +288,8 @@ def graph_level(graph: G.BankGraph, scale: float,
     def init(key, z_goal):
         cuts = -jnp.ones((cfg.max_cuts,), jnp.int32)
         radii = jnp.full((cfg.max_cuts,), cfg.cut_radius, jnp.float32)
-        togo, _ = togo_of(cuts, radii, z_goal)
+        fam = jnp.argmin(map_distance(z_goal)).astype(jnp.int32)
+        togo, _ = togo_of(cuts, radii, z_goal, fam)
         return GraphLevelState(cuts=cuts, radii=radii, n_cuts=jnp.int32(0), target=z_goal,
                                togo=togo,
                                stale=jnp.bool_(False), idx=jnp.int32(-1),
@@ -261,7 +297,8 @@ def graph_level(graph: G.BankGraph, scale: float,
                                ban_idx=jnp.int32(-1), ban_left=jnp.int32(0),
                                stall_z=jnp.zeros_like(z_goal), stalled=jnp.bool_(False),
                                node=jnp.int32(-1), node_z=jnp.zeros_like(z_goal),
-                               shock=jnp.bool_(False))
+                               shock=jnp.bool_(False), seen=jnp.zeros(n_maps),
+                               n_seen=jnp.int32(0), fam=fam)
 
     def refresh(s: GraphLevelState, target):
         def recompute(s):
@@ -271,9 +308,9 @@ def graph_level(graph: G.BankGraph, scale: float,
             def body(c):
                 cuts, n, _, _ = c
                 cuts, n = drop_newest(cuts, n)
-                return (cuts, n) + togo_of(cuts, s.radii, target)
+                return (cuts, n) + togo_of(cuts, s.radii, target, s.fam)
 
-            c = (s.cuts, s.n_cuts) + togo_of(s.cuts, s.radii, target)
+            c = (s.cuts, s.n_cuts) + togo_of(s.cuts, s.radii, target, s.fam)
             cuts, n, togo, _ = jax.lax.while_loop(lambda c: c[3], body, c)
             return s._replace(togo=togo, cuts=cuts, n_cuts=n, target=target,
                               stale=jnp.bool_(False))
@@ -283,8 +320,16 @@ def graph_level(graph: G.BankGraph, scale: float,
 
     def step(s: GraphLevelState, key, z, target, where=None):
         del key
+        if n_maps > 1:
+            # A new target starts the evidence afresh (a new episode, or staged goals).
+            new = jnp.any(jnp.abs(target - s.target) > 1e-6)
+            seen = jnp.where(new, 0.0, s.seen) + map_distance(z)
+            n_seen = jnp.where(new, 0, s.n_seen) + 1
+            fam = jnp.argmin(seen / n_seen + map_distance(target)).astype(jnp.int32)
+            s = s._replace(seen=seen, n_seen=n_seen, fam=fam,
+                           stale=s.stale | (fam != s.fam))
         s = refresh(s, target)
-        dead = G.cut_mask(graph, s.cuts, s.radii)
+        dead = G.cut_mask(graph, s.cuts, s.radii) | alien(s.fam)
         jz, cz = localise(s, z, dead, where)
         every = jnp.arange(m)
         blocked = dead | G.passes(graph, s.cuts, jnp.broadcast_to(jz, (m,)), every,
