@@ -9,7 +9,7 @@ the truth. If the error in the open is as large as the step itself, the latent d
 hold what decides the next step (the legs), and a wall's effect is lost in that noise.
 
 Run: .venv/bin/python bench/ant_level0_noise.py --task antmaze-medium-gait --seed 0
-     [--updates 3000] [--fourier 1.0] [--json OUT]
+     [--updates 3000] [--fourier 1.0] [--direct] [--json OUT]
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="stack seed")
     p.add_argument("--updates", type=int, default=3000)
     p.add_argument("--fourier", type=float, default=1.0, help="0: skip that variant")
+    p.add_argument("--direct", action="store_true",
+                   help="also regress the torso's move on the latent and on the observation")
     p.add_argument("--cache", default="out/cache")
     p.add_argument("--json", default=None)
     a = p.parse_args()
@@ -76,13 +78,34 @@ def main() -> None:
                                    init_seed=a.seed, fourier=fourier)
         return predict(z0, A)
 
+    def direct(name, feat):
+        """The torso's move regressed on (features, command) directly, no latent step."""
+        dxy = (xy[:, 1:] - xy[:, :-1]).reshape(-1, 2)
+        predict, _ = fit_predictor(feat[~test], dxy[~test], A[~test], a.updates, a.seed,
+                                   init_seed=a.seed, residual=False)
+        pred = predict(feat, A)
+        moved = (np.asarray(env.to_world(p0 + pred)) - np.asarray(env.to_world(p0))
+                 ) / env.cell_size
+        err = np.linalg.norm(pred - dxy, axis=-1)
+        al = (moved * A).sum(-1) / np.maximum(mg, 1e-6)
+        return {"predictor": name,
+                "move along command, blocked": float(np.median(al[blocked])),
+                "move along command, free": float(np.median(al[free])),
+                "error, blocked": float(np.median(err[blocked])),
+                "error, free": float(np.median(err[free]))}
+
     model = st.model()
+    obs = np.asarray(ds.obs)[:, :-1].reshape(-1, ds.obs.shape[-1])
+    obs = (obs - obs.mean(0)) / (obs.std(0) + 1e-6)
     rows = [row("truth", z1),
             row("stack's level 0", np.asarray(jax.jit(jax.vmap(
                 lambda zz, aa: model.step(0, zz, aa)))(z0, A))),
             row("fresh 3x512 MLP", fresh(0.0))]
     if a.fourier:
         rows.append(row(f"fresh MLP + Fourier {a.fourier:g}", fresh(a.fourier)))
+    if a.direct:
+        rows += [direct("torso move from the latent (no latent step)", z0),
+                 direct("torso move from the observation", obs)]
     print(f"{a.task} stack {a.seed}: held-out steps, blocked {int(blocked.sum())}, free "
           f"{int(free.sum())} (cells per 0.5 s step, probed)")
     print(table(rows, list(rows[0])))

@@ -49,13 +49,14 @@ def transitions(env, ds):
 
 
 def fit_predictor(z0, z1, act, updates: int, seed: int, init_seed: int = 0,
-                  fourier: float = 0.0) -> tuple[Callable, float]:
+                  fourier: float = 0.0, residual: bool = True) -> tuple[Callable, float]:
     """A fresh residual 3 x 512 MLP (z, a[, sin / cos(zB), B ~ N(0, fourier^2)]) -> z',
     fitted by Adam to frozen latents; returns (predict(z, a) -> z' as numpy, final loss).
-    Random Fourier features let an MLP draw sharp, position-dependent edges (walls)."""
+    Random Fourier features let an MLP draw sharp, position-dependent edges (walls).
+    `residual=False`: regress any target `z1` [N, k] on (z, a) directly."""
     d = z0.shape[-1]
     proj = jax.random.normal(jax.random.key(seed + 1), (d, 128)) * fourier
-    net = MLP([d + act.shape[-1] + (256 if fourier else 0), 512, 512, 512, d],
+    net = MLP([d + act.shape[-1] + (256 if fourier else 0), 512, 512, 512, z1.shape[-1]],
               nnx.Rngs(init_seed))
     gd, params = nnx.split(net)
     opt = optax.adam(optax.cosine_decay_schedule(1e-3, updates, 0.05))
@@ -66,7 +67,8 @@ def fit_predictor(z0, z1, act, updates: int, seed: int, init_seed: int = 0,
         parts = [zz, aa]
         if fourier:
             parts += [jnp.sin(zz @ proj), jnp.cos(zz @ proj)]
-        return zz + nnx.merge(gd, prm)(jnp.concatenate(parts, -1))
+        out = nnx.merge(gd, prm)(jnp.concatenate(parts, -1))
+        return zz + out if residual else out
 
     @jax.jit
     def update(prm, state, key):
