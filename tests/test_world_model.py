@@ -337,3 +337,16 @@ def test_spatial_latent_is_local_and_refuses_a_wrong_size():
     cfg = stack_config({"wm": {"spatial": 3, "latent_dim": d}})
     with pytest.raises(ConfigError, match="pixel frames"):
         pipeline.for_task(tasks.load("two-rooms"), cfg)
+
+
+def test_the_keypoint_encoders_patch_sets_its_map_and_keeps_old_keys():
+    """`patch` sizes the keypoint encoder's feature map; at its default (4) a stack's key
+    is what it was before the field existed, so cached stacks stay valid."""
+    model = wm_train.build_model((16, 16, 2), 2, dataclasses.replace(WM, pixels=True, patch=2))
+    assert model.encoder.c1.patch == 2
+    assert model.encode(jnp.zeros((3, 16, 16, 2), jnp.uint8)).shape == (3, WM.latent_dim)
+    assert "patch" not in StackConfig().to_dict()["wm"]
+    two = StackConfig(wm=dataclasses.replace(StackConfig().wm, patch=2))
+    assert two.to_dict()["wm"]["patch"] == 2 and two.key() != StackConfig().key()
+    with pytest.raises(ValueError, match="patch"):
+        WMConfig(patch=0)

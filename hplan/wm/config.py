@@ -60,7 +60,7 @@ class StackConfig:
             critic=dataclasses.replace(self.critic, seed=seed))
 
 
-_LATE = {"wm": {"inverse": False, "glimpse": 0, "spatial": 0},
+_LATE = {"wm": {"inverse": False, "glimpse": 0, "spatial": 0, "patch": 4},
          "train": {"latent_cov_weight": 0.0, "temporal_var_weight": 0.0, "temporal_std": 0.1,
                    "step_floor_weight": 0.0, "step_floor": 0.5}}
 _PARTS = {"data": DataConfig, "wm": WMConfig, "train": TrainConfig, "critic": CriticConfig}
