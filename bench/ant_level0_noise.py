@@ -62,8 +62,11 @@ def main() -> None:
     free = test & (wd > 0.4) & (mg > 0.5)
     w = np.asarray(st.probe[0])
 
-    def row(name, pred):
-        dp, dt = (pred - z0) @ w, (z1 - z0) @ w
+    dxy = (xy[:, 1:] - xy[:, :-1]).reshape(-1, 2)
+
+    def summary(name, dp, dt):
+        """Medians of a predicted move `dp` (cells) along the command and of its error
+        against the move `dt`, on the blocked and the free steps."""
         err = np.linalg.norm(dp - dt, axis=-1)
         moved = (np.asarray(env.to_world(p0 + dp)) - np.asarray(env.to_world(p0))) / env.cell_size
         al = (moved * A).sum(-1) / np.maximum(mg, 1e-6)
@@ -73,6 +76,9 @@ def main() -> None:
                 "error, blocked": float(np.median(err[blocked])),
                 "error, free": float(np.median(err[free]))}
 
+    def row(name, pred):
+        return summary(name, (pred - z0) @ w, (z1 - z0) @ w)
+
     def fresh(fourier):
         predict, _ = fit_predictor(z0[~test], z1[~test], A[~test], a.updates, a.seed,
                                    init_seed=a.seed, fourier=fourier)
@@ -80,19 +86,9 @@ def main() -> None:
 
     def direct(name, feat):
         """The torso's move regressed on (features, command) directly, no latent step."""
-        dxy = (xy[:, 1:] - xy[:, :-1]).reshape(-1, 2)
         predict, _ = fit_predictor(feat[~test], dxy[~test], A[~test], a.updates, a.seed,
                                    init_seed=a.seed, residual=False)
-        pred = predict(feat, A)
-        moved = (np.asarray(env.to_world(p0 + pred)) - np.asarray(env.to_world(p0))
-                 ) / env.cell_size
-        err = np.linalg.norm(pred - dxy, axis=-1)
-        al = (moved * A).sum(-1) / np.maximum(mg, 1e-6)
-        return {"predictor": name,
-                "move along command, blocked": float(np.median(al[blocked])),
-                "move along command, free": float(np.median(al[free])),
-                "error, blocked": float(np.median(err[blocked])),
-                "error, free": float(np.median(err[free]))}
+        return summary(name, predict(feat, A), dxy)
 
     model = st.model()
     obs = np.asarray(ds.obs)[:, :-1].reshape(-1, ds.obs.shape[-1])
