@@ -5,8 +5,9 @@ MLP draw sharp, position-dependent edges) is trained on the stack's frozen laten
 by a wall (torso within 0.15 cells of one, under 0.2 of the commanded speed along the
 command) and free ones (over 0.4 cells from any wall), it reports the probed move along
 the command and the error of the probed move, in cells, beside the stack's own model and
-the truth. If the error in the open is as large as the step itself, the latent does not
-hold what decides the next step (the legs), and a wall's effect is lost in that noise.
+the truth. If the error in the open is as large as the step itself, a wall's effect is
+lost in that noise. `--direct` also regresses the torso's move itself on the latent and
+on the raw observation: what the state can tell of the next step at all.
 
 Run: .venv/bin/python bench/ant_level0_noise.py --task antmaze-medium-gait --seed 0
      [--updates 3000] [--fourier 1.0] [--direct] [--json OUT]
@@ -91,8 +92,6 @@ def main() -> None:
         return summary(name, predict(feat, A), dxy)
 
     model = st.model()
-    obs = np.asarray(ds.obs)[:, :-1].reshape(-1, ds.obs.shape[-1])
-    obs = (obs - obs.mean(0)) / (obs.std(0) + 1e-6)
     rows = [row("truth", z1),
             row("stack's level 0", np.asarray(jax.jit(jax.vmap(
                 lambda zz, aa: model.step(0, zz, aa)))(z0, A))),
@@ -100,6 +99,8 @@ def main() -> None:
     if a.fourier:
         rows.append(row(f"fresh MLP + Fourier {a.fourier:g}", fresh(a.fourier)))
     if a.direct:
+        obs = np.asarray(ds.obs)[:, :-1].reshape(-1, ds.obs.shape[-1])
+        obs = (obs - obs.mean(0)) / (obs.std(0) + 1e-6)
         rows += [direct("torso move from the latent (no latent step)", z0),
                  direct("torso move from the observation", obs)]
     print(f"{a.task} stack {a.seed}: held-out steps, blocked {int(blocked.sum())}, free "

@@ -134,6 +134,17 @@ def snap_data(data, kind: str) -> np.ndarray:
     return data.xy if kind == "xy" else data.obs
 
 
+def snap_states(stack, data) -> tuple[np.ndarray, float]:
+    """(the dataset's states in `snap_space` [N, T, k], the length of a full-speed step
+    there): what the graph links are measured in."""
+    from hplan.wm.critic import hops, step_unit
+
+    kind = snap_space(data)
+    x = np.asarray(stack.encode(data.obs) if kind == "latent" else snap_data(data, kind),
+                   np.float32)
+    return x, step_unit(hops(x))
+
+
 def data_edges(stack, data, index: np.ndarray):
     """(links (src, dst, base steps), bank points [M, k]) from the dataset's own
     transitions: every dataset state snaps to its nearest bank state (in `snap_space`),
@@ -141,12 +152,9 @@ def data_edges(stack, data, index: np.ndarray):
     crossed a wall, so neither does a link, but for snapping errors where two sides nearly
     touch (see `bank_index`). The points are the bank states in that space, in the links'
     unit (base steps): a link's length is the distance between its points."""
-    from hplan.wm.critic import hops, step_unit, transition_links
+    from hplan.wm.critic import transition_links
 
-    kind = snap_space(data)
-    x = np.asarray(stack.encode(data.obs) if kind == "latent" else snap_data(data, kind),
-                   np.float32)
-    step = step_unit(hops(x))
+    x, step = snap_states(stack, data)
     g = transition_links(x, index, data.groups, step)[1].tocoo()
     return (g.row, g.col, g.data.astype(np.float32)), _rows(x, index) / step
 
@@ -160,11 +168,8 @@ def path_edges(stack, data, index: np.ndarray, radius: float = 0.4):
     map) joined states either side of a thin wall."""
     from hplan.wm.critic import hops, path_links, step_unit
 
-    kind = snap_space(data)
-    x = np.asarray(stack.encode(data.obs) if kind == "latent" else snap_data(data, kind),
-                   np.float32)
+    x, step = snap_states(stack, data)
     n, t1 = x.shape[:2]
-    step = step_unit(hops(x))
     groups = np.zeros(n, np.int64) if data.groups is None else np.asarray(data.groups)
     episode = np.asarray(index) // t1
     links = []
