@@ -38,11 +38,15 @@ from hplan.eval import runner
 from hplan.train import pipeline
 
 
-def classify(orc, pos, goal, acts, stg, sub_xy) -> dict:
-    """Shares over every episode's steps until its goal (or its end)."""
+def classify(orc, pos, goal, acts, stg, sub_xy, maps=None) -> dict:
+    """Shares over every episode's steps until its goal (or its end). `maps` [N]: each
+    episode's map, for a task family (geodesics on that map)."""
     n, t1, _ = pos.shape
-    d = orc.geodesic(pos.reshape(-1, 2), np.repeat(goal, t1, 0)).reshape(n, t1)
-    d_sub = orc.geodesic(sub_xy.reshape(-1, 2), np.repeat(goal, t1 - 1, 0)).reshape(n, t1 - 1)
+    maps = np.zeros(n, int) if maps is None else np.asarray(maps)
+    d = orc.geodesic(pos.reshape(-1, 2), np.repeat(goal, t1, 0),
+                     np.repeat(maps, t1)).reshape(n, t1)
+    d_sub = orc.geodesic(sub_xy.reshape(-1, 2), np.repeat(goal, t1 - 1, 0),
+                         np.repeat(maps, t1 - 1)).reshape(n, t1 - 1)
     gain = d[:, :-1] - d[:, 1:]
     speed = np.abs(acts).max(-1)
     moved = np.abs(pos[:, 1:] - pos[:, :-1]).max(-1) / orc.max_step
@@ -98,7 +102,8 @@ def main(argv=None):
         bank_xy = ctx.bank_xy(cfg.levels[-1].config.bank)
         sub_xy = np.where((idx >= 0)[..., None], bank_xy[np.maximum(idx, 0)], goal[:, None])
         row = classify(orc, np.asarray(res["positions"]), goal, np.asarray(res["actions"]),
-                       np.asarray(res["steps_to_goal"]), sub_xy)
+                       np.asarray(res["steps_to_goal"]), sub_xy,
+                       res["first"].get("context"))
         rows.append({"stack": seed, **row})
         print(f"stack {seed}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
     print(table(rows, list(rows[0])))
