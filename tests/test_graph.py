@@ -182,24 +182,6 @@ def test_reach_from_the_bank_keeps_a_subgoal_ahead_when_the_agent_is_off_the_ban
     np.testing.assert_allclose(subs["bank"], [0.0, 2.0], atol=1e-6)
 
 
-def test_a_target_far_from_its_join_is_handed_down_within_reach_of_the_join():
-    """The target lies 3 steps past the L's last state (no bank state nearer: a sparse
-    bank by a wall); the agent is 2 steps before that state, reach 2. Counting the join
-    distance, the target is 5 steps away and never handed down: the agent is sent to the
-    join state and hovers there. With `goal_from_join` the target is the subgoal."""
-    g, _ = l_graph()
-    z, goal = jnp.asarray([4.0, 5.0]), jnp.asarray([6.5, 5.0])
-    subs = {}
-    for on in (False, True):
-        level = graph_level(g, scale=0.5, cfg=GraphLevelConfig(reach=2.0, goal_from_join=on))
-        _, sub, info = level.step(level.init(jax.random.key(0), goal), jax.random.key(1), z,
-                                  goal)
-        subs[on] = (np.asarray(sub), int(info["idx"]))
-    np.testing.assert_allclose(subs[False][0], [5.0, 5.0], atol=1e-6)  # the join state
-    assert subs[True][1] == -1
-    np.testing.assert_allclose(subs[True][0], [6.5, 5.0], atol=1e-6)
-
-
 def test_slow_bank_states_route_but_are_no_subgoals():
     """Reach 6 from the L's start picks the state 6 steps along; marked slow (the data
     crawled there) it is passed over for the farthest fast state within reach, and the

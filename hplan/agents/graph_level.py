@@ -109,11 +109,6 @@ class GraphLevelConfig:
     # another map for 0.20 of held-out states (0.07 with 16384 bank states;
     # bench/family_localise.py), and the target often joined yet another.
     family: bool = False
-    # Hand the target down once the agent is within `reach` of the bank state it joins at,
-    # its join distance not counted: where the bank is sparse (by walls, in corners) the
-    # target sits 2-4 latent steps from its nearest state, so `reach` alone never covered it
-    # and the agent hovered a cell from the goal (two-rooms-random).
-    goal_from_join: bool = False
 
     def __post_init__(self):
         for key in ("reach", "direct", "cut_radius", "ban_radius", "same_place",
@@ -389,8 +384,7 @@ def graph_level(graph: G.BankGraph, scale: float,
         # chosen state: handed down from a stretched reach it is a straight line into the
         # wall that the stretch was routing round. (With `sight`, not round a corner
         # either, unless the target is within `direct` in latent distance.)
-        near_join = (from_z[jt] <= cfg.reach) if cfg.goal_from_join else False
-        at_goal = (((d_goal <= cfg.reach) | (d_goal <= from_z[i]) | near_join)
+        at_goal = (((d_goal <= cfg.reach) | (d_goal <= from_z[i]))
                    & (~goal_bent | (direct < big)))
         idx = jnp.where(at_goal, -1, i).astype(jnp.int32)
         sub = jnp.where(at_goal, target, bank[i])
