@@ -219,6 +219,7 @@ def graph_level(graph: G.BankGraph, scale: float,
 
     def retargeted(s: GraphLevelState, target) -> jax.Array:
         return jnp.any(jnp.abs(target - s.target) > 1e-6)
+
     big = jnp.float32(G.BIG)
     reach_field = float(jnp.max(jnp.min(dist[:, graph.landmarks], axis=1))) * 2.0 + 1.0
 
