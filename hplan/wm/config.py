@@ -62,7 +62,8 @@ class StackConfig:
 
 _LATE = {"wm": {"inverse": False, "glimpse": 0, "spatial": 0, "patch": 4},
          "train": {"latent_cov_weight": 0.0, "temporal_var_weight": 0.0, "temporal_std": 0.1,
-                   "step_floor_weight": 0.0, "step_floor": 0.5}}
+                   "step_floor_weight": 0.0, "step_floor": 0.5,
+                   "step_pred_weight": 0.0}}
 _PARTS = {"data": DataConfig, "wm": WMConfig, "train": TrainConfig, "critic": CriticConfig}
 
 

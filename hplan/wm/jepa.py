@@ -56,6 +56,16 @@ class TrainConfig:
     # not tell "up" from "stay". 0 weight: off.
     step_floor_weight: float = 0.0
     step_floor: float = 0.5
+    # The level-0 prediction error again, in units of the window's mean squared step.
+    # Where the latent mostly holds what does not move (the map of a task family), one
+    # step moves it little and the plain error is negligible beside the anti-collapse
+    # terms: the two-rooms-random-patch2 model missed by a full step (1.2x the error of
+    # predicting no move at all). Measured at weight 1 (bench/tasks/two-rooms-random-
+    # patch2-steppred.toml, stack 0): the one-step error fell to 0.33x that of predicting
+    # no move, but the latent lost the map (the family graph level chose a wrong map for
+    # most subgoals) and success fell (tuning episodes: hier-2-data-family 16 -> 5 of
+    # 20, flat-mpc-critic 6 -> 4). 0: off.
+    step_pred_weight: float = 0.0
     chunk: int = 250
     seed: int = 0
 
@@ -158,6 +168,9 @@ def make_loss(graphdef, wm: WMConfig, tc: TrainConfig):
             err = jnp.mean(jnp.sum((pred - target[:, 1:]) ** 2, -1))
             metrics[f"pred{level}"] = err
             total = total + err
+            if level == 0 and tc.step_pred_weight > 0:
+                metrics["step_pred"] = step_pred_loss(pred, target)
+                total = total + tc.step_pred_weight * metrics["step_pred"]
             if level == 0 and tc.inverse_weight > 0:
                 # The step, scaled to unit size: one step moves a latent little.
                 dz = z[:, 1:] - z[:, :-1]
@@ -279,6 +292,14 @@ def step_floor_loss(z: jax.Array, acts: jax.Array, floor: float) -> jax.Array:
     typical = jax.lax.stop_gradient(jnp.sqrt(jnp.mean(move**2) / (jnp.mean(push**2) + 1e-8)))
     unit = jax.lax.stop_gradient(jnp.sqrt(jnp.mean(move**2))) + 1e-6
     return jnp.mean(jax.nn.relu(floor * typical * push - move)) / unit
+
+
+def step_pred_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """Squared rollout error [B, K, d] vs target [B, K+1, d] in units of the mean squared
+    step. The unit is differentiated too: with it stopped, shrinking the latent paid, and
+    two-rooms-random-patch2 collapsed (latent std 0.0006) at weight 1."""
+    err = jnp.mean(jnp.sum((pred - target[:, 1:]) ** 2, -1))
+    return err / (jnp.mean(jnp.sum((target[:, 1:] - target[:, :-1]) ** 2, -1)) + 1e-8)
 
 
 def step_rms(dz: jax.Array) -> jax.Array:
