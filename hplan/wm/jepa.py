@@ -61,10 +61,10 @@ class TrainConfig:
     # step moves it little and the plain error is negligible beside the anti-collapse
     # terms: the two-rooms-random-patch2 model missed by a full step (1.2x the error of
     # predicting no move at all). Measured at weight 1 (bench/tasks/two-rooms-random-
-    # patch2-steppred.toml, stack 0): the one-step error fell to 0.33x that of predicting
-    # no move, but the latent lost the map (the family graph level chose a wrong map for
-    # most subgoals) and success fell (tuning episodes: hier-2-data-family 16 -> 5 of
-    # 20, flat-mpc-critic 6 -> 4). 0: off.
+    # patch2-steppred.toml, stack 0): the one-step error fell to 0.37x that of predicting
+    # no move (0.27x at weight 0.1), but the latent lost the map (the family graph level
+    # chose a wrong map for 0.98 / 0.81 of subgoals) and success fell (tuning episodes:
+    # hier-2-data-family 16 -> 5 of 20, flat-mpc-critic 6 -> 4). 0: off.
     step_pred_weight: float = 0.0
     chunk: int = 250
     seed: int = 0
