@@ -354,14 +354,14 @@ def test_the_keypoint_encoders_patch_sets_its_map_and_keeps_old_keys():
 
 def test_step_pred_loss_is_scale_free_and_zero_for_a_perfect_model():
     """In units of the typical step: scaling the latent changes nothing (so shrinking it
-    cannot pay), a perfect prediction costs 0, and predicting no move costs about one
-    step per step."""
+    cannot pay), a perfect prediction costs 0, and predicting no move costs more than
+    one step (a random walk drifts further each step)."""
     rng = np.random.default_rng(0)
     z = jnp.asarray(np.cumsum(rng.normal(size=(32, 9, 4)), 1))
     still = jnp.repeat(z[:, :1], 8, 1)
     assert float(wm_train.step_pred_loss(z[:, 1:], z)) == 0.0
     one = float(wm_train.step_pred_loss(still, z))
-    assert one > 1.0  # a random walk drifts: k steps off after k steps
+    assert one > 1.0
     np.testing.assert_allclose(float(wm_train.step_pred_loss(0.01 * still, 0.01 * z)), one,
                                rtol=1e-4)
     assert "step_pred_weight" not in StackConfig().to_dict()["train"]  # old keys stay
