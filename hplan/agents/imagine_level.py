@@ -1,0 +1,223 @@
+"""A `Level` that routes over a graph of imagined states: for maps the data never saw.
+
+A graph of encoded dataset states (`graph_level`) has no node on an unseen map. This
+level builds its own at an episode's first step: it rolls the level-0 model out from the
+agent's latent and from the target's under `rollouts` random piecewise-constant
+full-speed action sequences, keeps `nodes` of the predicted latents, spread out
+(farthest-point), and links two nodes within `link` base steps of latent distance. The
+target joins the nodes its level critic puts within `join` steps.
+
+The model knows little of an unseen map's walls, so the graph is optimistic: it routes
+through them. Where the world disagrees (a stall: no step of progress in `patience`
+control steps; or a surprise, `hplan.agents.surprise`) the level cuts a ball of
+`cut_radius` round the point `ahead` steps towards the subgoal: nodes there die, no
+subgoal is handed down through it, and the route is recomputed. The agent learns the
+walls by touching them, as a robot planning under a free-space assumption does
+(D* Lite). Nodes cut off from the target keep its critic plus `far` steps, so with no
+route left the level falls back on the critic alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from hplan.agents.graph_level import _once
+from hplan.agents.level import Level, level_info
+from hplan.core import ConfigError
+
+BIG = 1e4
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Distances in base steps (latent distance over the stack's step scale)."""
+
+    rollouts: int = 128  # imagined action sequences, half from the agent, half the target
+    horizon: int = 48  # model steps each
+    segments: int = 3  # constant-action stretches per sequence
+    nodes: int = 384  # imagined latents kept as the graph
+    link: float = 1.5  # nodes this near are linked
+    join: float = 3.0  # the target joins nodes its critic puts this near
+    far: float = 50.0  # extra cost of a node with no route to a join (critic only)
+    reach: float = 3.0  # latent distance to a chosen subgoal
+    progress: float = 0.5  # extra weight on the subgoal's distance to the target
+    patience: int = 6  # control steps without a step of progress: a stall, and a cut
+    cut_radius: float = 0.9
+    ahead: float = 1.0  # where a cut is centred, towards the subgoal
+    max_cuts: int = 96  # cut balls kept per episode (the oldest are dropped)
+    critic_level: int = -1  # whose critic scores the target's joins (-1: the top)
+
+    def __post_init__(self):
+        for key in ("rollouts", "horizon", "segments", "nodes", "max_cuts", "patience"):
+            v = getattr(self, key)
+            if not (isinstance(v, int) and v >= 1):
+                raise ConfigError(key, f"{key}={v!r}", "use a positive integer")
+        for key in ("link", "join", "reach", "cut_radius", "ahead"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(key, f"{key}={getattr(self, key)!r}",
+                                  "use a positive number")
+        if self.rollouts < 2:
+            raise ConfigError("rollouts", f"rollouts={self.rollouts}",
+                              "use >= 2 (half start from the agent, half from the target)")
+        if self.horizon < self.segments:
+            raise ConfigError("horizon", f"horizon={self.horizon} < segments="
+                              f"{self.segments}", "use horizon >= segments")
+        if self.nodes > self.rollouts * self.horizon:
+            raise ConfigError("nodes", f"nodes={self.nodes} > rollouts x horizon = "
+                              f"{self.rollouts * self.horizon}",
+                              "keep fewer nodes or imagine more")
+
+
+class ImagineState(NamedTuple):
+    nodes: jax.Array  # [M, d] imagined latents
+    base: jax.Array  # [M] the target's critic from each node, `far` added beyond `join`
+    togo: jax.Array  # [M] distance to the target over live nodes (BIG: dead)
+    target: jax.Array  # [d] what the graph was built for
+    built: jax.Array
+    stale: jax.Array  # the cuts changed: recompute `togo`
+    cuts: jax.Array  # [C, d] cut centres
+    n_cuts: jax.Array
+    best: jax.Array  # least distance to go since the last cut
+    stuck: jax.Array
+    shock: jax.Array  # surprised since the last step: cut now
+    sub: jax.Array  # [d] the last subgoal
+
+
+def make(cfg: Config, ctx) -> Level:
+    stack, scale = ctx.stack, ctx.scale
+    levels = stack.wm_cfg.levels
+    level = levels - 1 if cfg.critic_level < 0 else cfg.critic_level
+    if not 0 <= level < levels:
+        raise ConfigError("critic_level", f"critic_level={cfg.critic_level} but the stack "
+                          f"has levels 0..{levels - 1}", "name one of them, or -1 (top)")
+    stride = stack.wm_cfg.strides[level]
+    action_size = ctx.task.env.action_size
+
+    def critic(a, b):
+        return stride * stack.critic(level)(a, b)
+
+    return imagine_level(cfg, stack.model, critic, scale, action_size)
+
+
+def imagine_level(cfg: Config, model_fn, critic, scale: float, action_size: int) -> Level:
+    """`model_fn()` -> a model with `rollout(0, z, actions)`; `critic(a, b)` in base steps."""
+    m, c = cfg.nodes, cfg.max_cuts
+    half = cfg.rollouts // 2
+    seg = -(-cfg.horizon // cfg.segments)
+    n_model = cfg.rollouts * cfg.horizon
+
+    def steps(a, b):
+        return jnp.sqrt(jnp.maximum(jnp.sum((a - b) ** 2, -1), 0.0)) / scale
+
+    def in_cut(s: ImagineState, p):
+        """Points `p` [..., d] inside a live cut ball."""
+        live = jnp.arange(c) < s.n_cuts
+        d = steps(p[..., None, :], s.cuts)  # [..., C]
+        return jnp.any(live & (d <= cfg.cut_radius), axis=-1)
+
+    def imagine(key, z, zg):
+        """[M, d] spread-out latents the model predicts from `z` and `zg`."""
+        k_dir, k_speed = jax.random.split(key)
+        if action_size == 2:
+            ang = jax.random.uniform(k_dir, (2 * half, cfg.segments), maxval=2 * jnp.pi)
+            acts = jnp.stack([jnp.cos(ang), jnp.sin(ang)], -1)
+        else:
+            acts = jax.random.uniform(k_dir, (2 * half, cfg.segments, action_size),
+                                      minval=-1.0, maxval=1.0)
+        acts = jnp.repeat(acts, seg, axis=1)[:, : cfg.horizon]
+        starts = jnp.concatenate([jnp.broadcast_to(z, (half,) + z.shape),
+                                  jnp.broadcast_to(zg, (half,) + z.shape)])
+        model = model_fn()
+        zs = jax.vmap(lambda z0, a: model.rollout(0, z0, a))(starts, acts)
+        pts = jnp.concatenate([z[None], zg[None], zs.reshape(-1, z.shape[-1])])
+
+        def pick(i, carry):
+            idx, near = carry
+            j = jnp.argmax(near)
+            return idx.at[i].set(j), jnp.minimum(near, jnp.sum((pts - pts[j]) ** 2, -1))
+
+        idx0 = jnp.zeros(m, jnp.int32)
+        idx, _ = jax.lax.fori_loop(1, m, pick, (idx0, jnp.sum((pts - z) ** 2, -1)))
+        return pts[idx]
+
+    def build(s: ImagineState, key, z, target) -> ImagineState:
+        nodes = imagine(key, z, target)
+        v = critic(nodes, jnp.broadcast_to(target, nodes.shape))
+        base = jnp.where(v <= cfg.join, v, v + cfg.far)
+        return s._replace(nodes=nodes, base=base, target=target, built=jnp.bool_(True),
+                          stale=jnp.bool_(True), n_cuts=jnp.int32(0),
+                          best=jnp.float32(jnp.inf), stuck=jnp.int32(0))
+
+    def recompute(s: ImagineState) -> ImagineState:
+        dead = in_cut(s, s.nodes)
+        w = steps(s.nodes[:, None], s.nodes[None])
+        w = jnp.where((w <= cfg.link) & ~dead[None] & ~dead[:, None], w, jnp.inf)
+        t0 = jnp.where(dead, jnp.inf, s.base)
+
+        def body(carry):
+            t, _, i = carry
+            new = jnp.minimum(t, jnp.min(w + t[None], axis=1))
+            return new, jnp.any(new < t - 1e-4), i + 1
+
+        t, _, _ = jax.lax.while_loop(lambda q: q[1] & (q[2] < m), body,
+                                     (t0, jnp.bool_(True), jnp.int32(0)))
+        return s._replace(togo=jnp.minimum(t, BIG), stale=jnp.bool_(False))
+
+    def init(key, z_goal):
+        d = z_goal.shape[-1]
+        return ImagineState(nodes=jnp.zeros((m, d)), base=jnp.zeros(m),
+                            togo=jnp.full(m, BIG), target=z_goal, built=jnp.bool_(False),
+                            stale=jnp.bool_(False), cuts=jnp.zeros((c, d)),
+                            n_cuts=jnp.int32(0), best=jnp.float32(jnp.inf),
+                            stuck=jnp.int32(0), shock=jnp.bool_(False), sub=z_goal)
+
+    def clear(s: ImagineState, z, x):
+        """Whether the straight line from `z` to each of `x` [K, d] misses every cut ball
+        (but one the agent stands in: it cannot be ahead of it)."""
+        live = (jnp.arange(c) < s.n_cuts) & (steps(z, s.cuts) > cfg.cut_radius)  # [C]
+        zx = x - z  # [K, d]
+        t = jnp.clip(jnp.einsum("kd,cd->kc", zx, s.cuts - z)
+                     / jnp.maximum(jnp.sum(zx**2, -1), 1e-12)[:, None], 0.0, 1.0)
+        near = steps(z + t[..., None] * zx[:, None], s.cuts)  # [K, C]
+        return ~jnp.any(live & (near <= cfg.cut_radius), axis=-1)
+
+    def step(s: ImagineState, key, z, target):
+        fresh = ~s.built | jnp.any(jnp.abs(target - s.target) > 1e-6)
+        s = _once(fresh, lambda s: build(s, key, z, target), s)
+        s = _once(s.stale, recompute, s)
+        dz = steps(z, s.nodes)
+        ok = (dz <= cfg.reach) & (s.togo < BIG) & clear(s, z, s.nodes)
+        score = jnp.where(ok, dz + (1.0 + cfg.progress) * s.togo, jnp.inf)
+        i = jnp.argmin(score)
+        d_goal = critic(z, target)
+        goal_ok = clear(s, z, target[None])[0]
+        here = jnp.minimum(jnp.min(jnp.where(ok, dz + s.togo, jnp.inf)),
+                           jnp.where(goal_ok, d_goal, jnp.inf))
+        at_goal = goal_ok & ((d_goal <= cfg.reach) | ~jnp.any(ok)
+                             | (d_goal <= dz[i] + s.togo[i]))
+        sub = jnp.where(at_goal, target, s.nodes[i])
+        gained = (here < s.best - 1.0) | (here <= 1.0)  # at the target: no stall
+        best = jnp.where(gained, here, s.best)
+        stuck = jnp.where(gained, 0, s.stuck + 1)
+        cut = (stuck >= cfg.patience) | s.shock
+        # Cut a ball `ahead` steps towards where the agent was heading (the last
+        # subgoal: the one it failed to reach).
+        toward = s.sub - z
+        dist = steps(s.sub, z)
+        centre = z + toward * jnp.minimum(1.0, cfg.ahead / jnp.maximum(dist, 1e-6))
+        cuts = jnp.where(cut, jnp.roll(s.cuts, 1, axis=0).at[0].set(centre), s.cuts)
+        s = s._replace(cuts=cuts, n_cuts=jnp.minimum(s.n_cuts + cut, c),
+                       stale=cut, best=jnp.where(cut, jnp.inf, best),
+                       stuck=jnp.where(cut, 0, stuck), shock=jnp.bool_(False), sub=sub)
+        info = level_info(jnp.where(at_goal, -1, -2), jnp.where(fresh, n_model, 0),
+                          jnp.where(fresh, m + 1, 1))
+        return s, sub, {**info, "cut": cut, "togo": here}
+
+    def surprised(s: ImagineState) -> ImagineState:
+        return s._replace(shock=jnp.bool_(True))
+
+    return Level(init, step, surprised)

@@ -1,0 +1,82 @@
+"""The imagined-graph level: optimistic about walls it cannot see, it finds the way round
+one by cutting where it is stopped."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hplan.agents import imagine_level as IL
+from hplan.core import ConfigError
+
+STEP = 0.5  # a full-speed step; the latent is the position itself
+
+
+class FreeSpace:
+    """A level-0 model that knows no walls."""
+
+    def rollout(self, level, z, actions):
+        return z + STEP * jnp.cumsum(actions, axis=0)
+
+
+def critic(a, b):
+    return jnp.linalg.norm(a - b, axis=-1) / STEP
+
+
+def world_step(p, a):
+    """A wall on x = 1 for |y| < 2.5: a move that would cross it does not happen."""
+    q = p + STEP * a
+    crosses = ((p[0] < 1.0) != (q[0] < 1.0)) & (jnp.abs(q[1]) < 2.5)
+    return jnp.where(crosses, p, q)
+
+
+def run(cfg, steps=120, start=(0.0, 0.0), goal=(4.0, 0.0)):
+    level = IL.imagine_level(cfg, FreeSpace, critic, STEP, 2)
+    goal = jnp.asarray(goal)
+
+    def body(carry, k):
+        p, s = carry
+        s, sub, info = level.step(s, k, p, goal)
+        d = sub - p
+        a = d / jnp.maximum(jnp.linalg.norm(d) / 1.0, 1.0)  # greedy, full speed at most
+        a = a / jnp.maximum(jnp.linalg.norm(a), 1.0)
+        p = world_step(p, a)
+        return (p, s), (p, info["cut"])
+
+    s0 = level.init(jax.random.key(0), goal)
+    keys = jax.random.split(jax.random.key(1), steps)
+    (_, _), (ps, cuts) = jax.jit(lambda: jax.lax.scan(body, (jnp.asarray(start), s0), keys))()
+    return np.asarray(ps), np.asarray(cuts)
+
+
+def test_goes_straight_in_free_space():
+    ps, cuts = run(IL.Config(rollouts=32, horizon=24, nodes=256), goal=(0.0, 4.0))
+    assert np.linalg.norm(ps[-1] - [0.0, 4.0]) < 0.3  # and stays
+    assert np.argmax(np.linalg.norm(ps - [0.0, 4.0], axis=1) < 0.3) <= 12  # 8 steps is optimal
+    assert not cuts.any()
+
+
+def test_finds_the_way_round_a_wall_it_cannot_see():
+    cfg = IL.Config(rollouts=64, horizon=24, nodes=384)
+    ps, cuts = run(cfg)
+    reached = np.linalg.norm(ps - [4.0, 0.0], axis=1) < 0.3
+    assert reached.any(), ps[-1]
+    assert cuts.sum() >= 1
+    # Without cutting (patience longer than the episode) it stays at the wall.
+    ps, cuts = run(dataclasses_replace(cfg, patience=10_000))
+    assert not (np.linalg.norm(ps - [4.0, 0.0], axis=1) < 0.3).any()
+    assert ps[-1][0] < 1.0
+
+
+def dataclasses_replace(cfg, **kw):
+    import dataclasses
+
+    return dataclasses.replace(cfg, **kw)
+
+
+@pytest.mark.parametrize("kw", [{"nodes": 0}, {"rollouts": 1}, {"link": 0.0},
+                                {"horizon": 2, "segments": 3},
+                                {"nodes": 10_000}])
+def test_bad_config_is_refused(kw):
+    with pytest.raises(ConfigError):
+        IL.Config(**kw)
