@@ -365,3 +365,30 @@ def test_step_pred_loss_is_scale_free_and_zero_for_a_perfect_model():
     np.testing.assert_allclose(float(wm_train.step_pred_loss(0.01 * still, 0.01 * z)), one,
                                rtol=1e-4)
     assert "step_pred_weight" not in StackConfig().to_dict()["train"]  # old keys stay
+
+
+def test_split_channel_keypoints_follow_their_own_channel_only():
+    """With `split_channels` the second channel's keypoints do not depend on what the
+    first channel holds (a new map's walls cannot move the agent's keypoints); mixed,
+    they do. Both fields keep the keys of older stacks."""
+    rng = np.random.default_rng(0)
+    agent = rng.random((1, 16, 16, 1))
+    a = jnp.asarray(np.concatenate([rng.random((1, 16, 16, 1)), agent], -1), jnp.float32)
+    b = jnp.asarray(np.concatenate([rng.random((1, 16, 16, 1)), agent], -1), jnp.float32)
+    cfg = dataclasses.replace(WM, pixels=True, split_channels=True, sharp=4.0)
+    enc = wm_train_model_encoder(cfg)
+    la, lb = enc.keypoint_logits(a), enc.keypoint_logits(b)
+    k = la.shape[-1] // 2
+    np.testing.assert_allclose(la[..., k:], lb[..., k:], atol=1e-6)
+    assert not np.allclose(la[..., :k], lb[..., :k])
+    mixed = wm_train_model_encoder(dataclasses.replace(WM, pixels=True))
+    assert not np.allclose(mixed.keypoint_logits(a), mixed.keypoint_logits(b))
+    assert enc(jnp.zeros((3, 16, 16, 2), jnp.uint8)).shape == (3, WM.latent_dim)
+    keys = StackConfig().to_dict()["wm"]
+    assert "sharp" not in keys and "split_channels" not in keys
+    with pytest.raises(ValueError, match="sharp"):
+        WMConfig(sharp=-1.0)
+
+
+def wm_train_model_encoder(cfg):
+    return wm_train.build_model((16, 16, 2), 2, cfg).encoder

@@ -60,7 +60,8 @@ class StackConfig:
             critic=dataclasses.replace(self.critic, seed=seed))
 
 
-_LATE = {"wm": {"inverse": False, "glimpse": 0, "spatial": 0, "patch": 4},
+_LATE = {"wm": {"inverse": False, "glimpse": 0, "spatial": 0, "patch": 4, "sharp": 0.0,
+                "split_channels": False},
          "train": {"latent_cov_weight": 0.0, "temporal_var_weight": 0.0, "temporal_std": 0.1,
                    "step_floor_weight": 0.0, "step_floor": 0.5,
                    "step_pred_weight": 0.0}}

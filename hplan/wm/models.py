@@ -47,6 +47,16 @@ class WMConfig:
     # two-rooms-random latent then held the agent's position to a median 0.28 cells (MLP
     # probe; linear 0.48), about the success radius.
     patch: int = 4
+    # Pixels only: the keypoint logits standardised over the frame's locations, per
+    # channel, and multiplied by this before the soft-argmax (0: off, the raw logits).
+    # Raw, the softmaxes of a diverse-mazes stack came out nearly flat (keypoint std
+    # 0.002-0.01 of the frame): each keypoint blends the whole frame, walls and agent, so
+    # the latent names the training maps and misplaces the agent on a new one.
+    sharp: float = 0.0
+    # Pixels only: keypoints from each input channel on its own (a depthwise first
+    # stage): a frame whose layers are separate things (walls, agent) gets keypoints
+    # that follow each thing alone, whatever the others look like.
+    split_channels: bool = False
 
     @property
     def levels(self) -> int:
@@ -66,6 +76,9 @@ class WMConfig:
         if not (isinstance(self.spatial, int) and 0 <= self.spatial <= 64):
             raise ValueError(f"spatial={self.spatial!r} must be channels per location from "
                              "0 (off) to 64. Fix: use e.g. spatial = 8")
+        if not 0 <= self.sharp <= 100:
+            raise ValueError(f"sharp={self.sharp!r} must be from 0 (off) to 100. Fix: use "
+                             "e.g. sharp = 4")
 
 
 class MLP(nnx.Module):
@@ -145,17 +158,36 @@ class PixelEncoder(nnx.Module):
     def __init__(self, obs_shape: tuple[int, int, int], cfg: WMConfig, rngs: nnx.Rngs,
                  patch: int = 4, channels: int = 16, keypoints: int = 16):
         c = obs_shape[-1]
-        self.c1 = PatchConv(c, channels, patch, rngs)
-        self.kp = nnx.Linear(channels, keypoints, rngs=rngs)
+        self.split = cfg.split_channels
+        if self.split:
+            self.c1s = nnx.List([PatchConv(1, channels, patch, rngs) for _ in range(c)])
+            self.kps = nnx.List([nnx.Linear(channels, keypoints, rngs=rngs)
+                                 for _ in range(c)])
+        else:
+            self.c1 = PatchConv(c, channels, patch, rngs)
+            self.kp = nnx.Linear(channels, keypoints, rngs=rngs)
         self.glimpse = Glimpse(c, cfg.glimpse, rngs) if cfg.glimpse else None
         extra = self.glimpse.size if self.glimpse is not None else 0
-        self.head = MLP([2 * keypoints + extra, cfg.hidden, cfg.latent_dim], rngs)
+        n_kp = keypoints * (c if self.split else 1)
+        self.head = MLP([2 * n_kp + extra, cfg.hidden, cfg.latent_dim], rngs)
+        self.sharp = cfg.sharp
+
+    def keypoint_logits(self, x: jax.Array) -> jax.Array:
+        if not self.split:
+            return self.kp(jax.nn.gelu(self.c1(x)))
+        return jnp.concatenate([kp(jax.nn.gelu(c1(x[..., i: i + 1])))
+                                for i, (c1, kp) in enumerate(zip(self.c1s, self.kps,
+                                                                 strict=True))], axis=-1)
 
     def __call__(self, obs: jax.Array) -> jax.Array:
         lead = obs.shape[:-3]
         x = frames(obs)
-        f = jax.nn.gelu(self.c1(x))
-        feats = soft_argmax(self.kp(f))
+        logits = self.keypoint_logits(x)
+        if self.sharp > 0:
+            mu = jnp.mean(logits, axis=(1, 2), keepdims=True)
+            sd = jnp.std(logits, axis=(1, 2), keepdims=True)
+            logits = (logits - mu) / (sd + 1e-6) * self.sharp
+        feats = soft_argmax(logits)
         if self.glimpse is not None:
             feats = jnp.concatenate([feats, self.glimpse(x)], axis=-1)
         return self.head(feats).reshape(*lead, -1)
