@@ -69,6 +69,7 @@ def test_shipped_agents_load_and_bad_files_point_at_the_line(tmp_path):
     assert [lv.kind for lv in h3.levels] == ["graph", "graph"] and h3.levels[0].every == 8
     assert [lv.kind for lv in A.load_agent("hier-3-macro").levels] == ["graph", "macro"]
     assert A.load_agent("hier-2-data").levels[0].config.edges == "data"
+    assert [lv.kind for lv in A.load_agent("hier-imagine").levels] == ["imagine"]
     fam = A.load_agent("hier-2-data-family").levels[0].config  # base hier-2-data, patched
     assert (fam.family, fam.edges, fam.bank, fam.reach, fam.patience) == (True, "path", 16384,
                                                                           4.0, 8)

@@ -225,13 +225,14 @@ def test_a_family_stack_benches_a_map_it_never_saw(tmp_path):
     assert UNSEEN.strip() not in {lay.text for lay in two_rooms_family(9, 1, 3)}
     out = tmp_path / "r.json"
     rc = main(["bench", "--task", str(tmp_path / "fam.toml"), "--layout", str(test_map),
-               "--start", "2,1", "--goal", "6,7", "--agents", "flat-mpc-critic,hier-macro",
+               "--start", "2,1", "--goal", "6,7", "--agents",
+               "flat-mpc-critic,hier-macro,hier-imagine",
                "--episodes", "2", "--train-steps", "250", "--critic-steps", "500",
                "--cache", str(tmp_path / "cache"), "--json", str(out), "--no-latency"])
     assert rc == 0
     res = json.loads(out.read_text())
-    assert res["task"] == "fam@unseen" and set(res["agents"]) == {"flat-mpc-critic",
-                                                                  "hier-macro"}
+    assert res["task"] == "fam@unseen" and set(res["agents"]) == {
+        "flat-mpc-critic", "hier-macro", "hier-imagine"}
     for row in res["agents"].values():
         assert 0.0 <= row["spl"] <= row["success_rate"] <= 1.0
     rec = res["episode_records"]["hier-macro"][0]
