@@ -56,8 +56,9 @@ def test_goes_straight_in_free_space():
     assert not cuts.any()
 
 
-def test_finds_the_way_round_a_wall_it_cannot_see():
-    cfg = IL.Config(rollouts=64, horizon=24, nodes=384)
+@pytest.mark.parametrize("cone", [0.0, 0.7])
+def test_finds_the_way_round_a_wall_it_cannot_see(cone):
+    cfg = IL.Config(rollouts=64, horizon=24, nodes=384, cone=cone)
     ps, cuts = run(cfg)
     reached = np.linalg.norm(ps - [4.0, 0.0], axis=1) < 0.3
     assert reached.any(), ps[-1]
@@ -76,7 +77,7 @@ def dataclasses_replace(cfg, **kw):
 
 @pytest.mark.parametrize("kw", [{"nodes": 0}, {"rollouts": 1}, {"link": 0.0},
                                 {"horizon": 2, "segments": 3},
-                                {"nodes": 10_000}])
+                                {"nodes": 10_000}, {"cone": 1.0}, {"cone_near": 0.0}])
 def test_bad_config_is_refused(kw):
     with pytest.raises(ConfigError):
         IL.Config(**kw)
