@@ -219,7 +219,14 @@ def imagine_level(cfg: Config, model_fn, critic, scale: float, action_size: int)
 
     def step(s: ImagineState, key, z, target):
         fresh = ~s.built | jnp.any(jnp.abs(target - s.target) > 1e-6)
-        s = _once(fresh, lambda s: build(s, key, z, target), s)
+
+        def body(c):
+            # `z` through the loop's own flag: inputs the loop does not change would let
+            # the compiler hoist the rollouts out of it, to run at every step
+            go, s = c
+            return jnp.bool_(False), build(s, key, jnp.where(go, z, 0.0), target)
+
+        s = jax.lax.while_loop(lambda c: c[0], body, (fresh, s))[1]
         s = _once(s.stale, recompute, s)
         dz = steps(z, s.nodes)
         ok = (dz <= cfg.reach) & (s.togo < BIG) & clear(s, z, s.nodes)
