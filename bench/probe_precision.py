@@ -25,20 +25,31 @@ from hplan import tasks
 from hplan.train import pipeline
 
 
-def precision(task, seed: int, cache: str, updates: int) -> dict:
-    st, ds, where = pipeline.get_stack(task, cache, seed=seed, show=False)
+def probe_data(st, ds, name: str):
+    """(latents [N, d], positions [N, k], held-out mask [N]) of every data state; the last
+    10 % of episodes are held out."""
     if ds.xy is None:
-        raise SystemExit(f"{task.name}: the env reports no goal-space position to probe")
+        raise SystemExit(f"{name}: the env reports no goal-space position to probe")
     n, t1 = ds.obs.shape[:2]
     z = np.asarray(st.encode(ds.obs)).reshape(n * t1, -1)
     xy = np.asarray(ds.xy).reshape(n * t1, -1)
-    test = np.repeat(np.arange(n) >= int(0.9 * n), t1)
+    return z, xy, np.repeat(np.arange(n) >= int(0.9 * n), t1)
+
+
+def mlp_probe(z, xy, updates: int, seed: int):
+    """A fresh 3 x 512 MLP position probe fitted on (z, xy): `predict(z) -> xy`."""
+    predict, _ = fit_predictor(z, xy, np.zeros((len(z), 1), np.float32), updates, seed,
+                               residual=False)  # the probe reads the latent alone
+    return lambda q: predict(q, np.zeros((len(q), 1), np.float32))
+
+
+def precision(task, seed: int, cache: str, updates: int) -> dict:
+    st, ds, where = pipeline.get_stack(task, cache, seed=seed, show=False)
+    z, xy, test = probe_data(st, ds, task.name)
     w, b = st.probe
     lin = np.linalg.norm(z @ np.asarray(w) + np.asarray(b) - xy, axis=-1)[test]
-    none = np.zeros((n * t1, 1), np.float32)  # the probe reads the latent alone
-    predict, _ = fit_predictor(z[~test], xy[~test], none[~test], updates, seed,
-                               residual=False)
-    mlp = np.linalg.norm(predict(z[test], none[test]) - xy[test], axis=-1)
+    predict = mlp_probe(z[~test], xy[~test], updates, seed)
+    mlp = np.linalg.norm(predict(z[test]) - xy[test], axis=-1)
     return {"task": task.name, "seed": seed, "stack": str(where),
             "linear median": float(np.median(lin)), "linear p90": float(np.percentile(lin, 90)),
             "MLP median": float(np.median(mlp)), "MLP p90": float(np.percentile(mlp, 90))}

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from bench.common import table, write
-from bench.frozen_predictor import fit_predictor
+from bench.probe_precision import mlp_probe, probe_data
 from bench.unseen_mazes import banded
 from hplan import tasks
 from hplan.cli import unseen_map_task
@@ -32,17 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def probe_errors(task, seed: int, maps: list[str], cache: str, updates: int,
                  states: int) -> list[dict]:
     st, ds, where = pipeline.get_stack(task, cache, seed=seed, show=True)
-    n, t1 = ds.obs.shape[:2]
-    z = np.asarray(st.encode(ds.obs)).reshape(n * t1, -1)
-    xy = np.asarray(ds.xy).reshape(n * t1, -1)
-    test = np.repeat(np.arange(n) >= int(0.9 * n), t1)
+    z, xy, test = probe_data(st, ds, task.name)
     rng = np.random.default_rng(seed)
     fit = rng.choice(np.nonzero(~test)[0], min(int((~test).sum()), 60000), replace=False)
-    none = np.zeros((len(fit), 1), np.float32)
-    predict, _ = fit_predictor(z[fit], xy[fit], none, updates, seed, residual=False)
+    predict = mlp_probe(z[fit], xy[fit], updates, seed)
 
     def err(zz, pp):
-        e = np.linalg.norm(predict(zz, np.zeros((len(zz), 1), np.float32)) - pp, axis=-1)
+        e = np.linalg.norm(predict(zz) - pp, axis=-1)
         return {"median": float(np.median(e)), "p90": float(np.percentile(e, 90))}
 
     model = st.model()

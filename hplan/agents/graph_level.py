@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hplan.agents import graph as G
-from hplan.agents.level import Level, level_info
+from hplan.agents.level import Level, level_info, once
 from hplan.core import ConfigError
 
 
@@ -184,13 +184,6 @@ class GraphLevelState(NamedTuple):
     fam: jax.Array  # the map chosen (`family`; 0 without)
 
 
-def _once(pred: jax.Array, fn, carry):
-    """`fn(carry)` where `pred`, else `carry`. A while loop, not a cond: under `vmap` it
-    runs only on the steps where some episode needs it."""
-    return jax.lax.while_loop(lambda c: c[0], lambda c: (jnp.bool_(False), fn(c[1])),
-                              (pred, carry))[1]
-
-
 def graph_level(graph: G.BankGraph, scale: float,
                 cfg: GraphLevelConfig = GraphLevelConfig(),
                 snapped: tuple[jax.Array, Callable] | None = None,
@@ -320,7 +313,7 @@ def graph_level(graph: G.BankGraph, scale: float,
             return s._replace(togo=togo, cuts=cuts, n_cuts=n, target=target,
                               stale=jnp.bool_(False))
 
-        return _once(retargeted(s, target) | s.stale, recompute, s)
+        return once(retargeted(s, target) | s.stale, recompute, s)
 
     def step(s: GraphLevelState, key, z, target, where=None):
         del key

@@ -25,11 +25,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from hplan.agents.graph_level import _once
-from hplan.agents.level import Level, level_info
+from hplan.agents.graph import BIG
+from hplan.agents.level import Level, level_info, once
 from hplan.core import ConfigError
-
-BIG = 1e4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +140,7 @@ def imagine_level(cfg: Config, model_fn, critic, scale: float, action_size: int)
 
     def imagine(key, z, zg):
         """[M, d] spread-out latents the model predicts from `z` and `zg`."""
-        k_dir, k_speed = jax.random.split(key)
+        k_dir, _ = jax.random.split(key)
         if action_size == 2:
             ang = jax.random.uniform(k_dir, (2 * half, cfg.segments), maxval=2 * jnp.pi)
             acts = jnp.stack([jnp.cos(ang), jnp.sin(ang)], -1)
@@ -219,15 +217,8 @@ def imagine_level(cfg: Config, model_fn, critic, scale: float, action_size: int)
 
     def step(s: ImagineState, key, z, target):
         fresh = ~s.built | jnp.any(jnp.abs(target - s.target) > 1e-6)
-
-        def body(c):
-            # `z` through the loop's own flag: inputs the loop does not change would let
-            # the compiler hoist the rollouts out of it, to run at every step
-            go, s = c
-            return jnp.bool_(False), build(s, key, jnp.where(go, z, 0.0), target)
-
-        s = jax.lax.while_loop(lambda c: c[0], body, (fresh, s))[1]
-        s = _once(s.stale, recompute, s)
+        s = once(fresh, lambda s, z: build(s, key, z, target), s, z)
+        s = once(s.stale, recompute, s)
         dz = steps(z, s.nodes)
         ok = (dz <= cfg.reach) & (s.togo < BIG) & clear(s, z, s.nodes)
         score = jnp.where(ok, dz + (1.0 + cfg.progress) * s.togo, jnp.inf)

@@ -45,6 +45,20 @@ def level_info(idx=-1, n_model=0, n_critic=0) -> dict[str, jax.Array]:
             "n_critic": jnp.int32(n_critic)}
 
 
+def once(pred: jax.Array, fn: Callable, carry, *args):
+    """`fn(carry, *args)` where `pred`, else `carry`. A while loop, not a cond: under `vmap`
+    it runs only on the steps where some episode needs it. `args` (arrays) reach `fn`
+    through the loop's flag: work on inputs the loop leaves unchanged is loop-invariant,
+    and XLA hoisted it out of the loop to run at every step (the imagine level's graph
+    build: 10.4 s an episode instead of 1.4)."""
+
+    def body(c):
+        go, x = c
+        return jnp.bool_(False), fn(x, *(jnp.where(go, a, jnp.zeros_like(a)) for a in args))
+
+    return jax.lax.while_loop(lambda c: c[0], body, (pred, carry))[1]
+
+
 class HoldState(NamedTuple):
     inner: Any
     subgoal: jax.Array
