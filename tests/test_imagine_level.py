@@ -57,9 +57,9 @@ def test_goes_straight_in_free_space():
     assert not cuts.any()
 
 
-@pytest.mark.parametrize("cone", [0.0, 0.7])
-def test_finds_the_way_round_a_wall_it_cannot_see(cone):
-    cfg = IL.Config(rollouts=64, horizon=24, nodes=384, cone=cone)
+@pytest.mark.parametrize("cone,wide", [(0.0, 0.0), (0.7, 0.0), (0.0, 2.0)])
+def test_finds_the_way_round_a_wall_it_cannot_see(cone, wide):
+    cfg = IL.Config(rollouts=64, horizon=24, nodes=384, cone=cone, cut_wide=wide)
     ps, cuts = run(cfg)
     reached = np.linalg.norm(ps - [4.0, 0.0], axis=1) < 0.3
     assert reached.any(), ps[-1]
@@ -72,7 +72,29 @@ def test_finds_the_way_round_a_wall_it_cannot_see(cone):
 
 @pytest.mark.parametrize("kw", [{"nodes": 0}, {"rollouts": 1}, {"link": 0.0},
                                 {"horizon": 2, "segments": 3},
-                                {"nodes": 10_000}, {"cone": 1.0}, {"cone_near": 0.0}])
+                                {"nodes": 10_000}, {"cone": 1.0}, {"cone_near": 0.0},
+                                {"cut_wide": -1.0}])
 def test_bad_config_is_refused(kw):
     with pytest.raises(ConfigError):
         IL.Config(**kw)
+
+
+def test_a_wide_cut_blocks_across_its_heading_and_a_ball_does_not():
+    """One cut made heading +x from the origin: a point 1.5 steps to its side is inside a
+    cut 2 steps wide, outside a ball of 0.9; the point beyond it along the heading is
+    outside both."""
+    for wide, inside in [(0.0, False), (2.0, True)]:
+        level = IL.imagine_level(IL.Config(rollouts=8, horizon=4, nodes=8, cut_wide=wide),
+                                 FreeSpace, critic, STEP, 2)
+        s = level.init(jax.random.key(0), jnp.asarray([4.0, 0.0]))
+        s = s._replace(cuts=s.cuts.at[0].set(jnp.asarray([0.5, 0.0])),
+                       n_cuts=jnp.int32(1), built=jnp.bool_(True), sub=jnp.asarray([4.0, 0.0]))
+        s = s._replace(nodes=jnp.zeros_like(s.nodes).at[:3].set(
+            jnp.asarray([[0.5, 0.75], [1.2, 0.0], [0.5, 1.5]])), stale=jnp.bool_(True))
+        # the recompute kills nodes inside a cut: their distance to go is BIG
+        s, _, _ = level.step(s, jax.random.key(1), jnp.asarray([0.0, 0.0]),
+                             jnp.asarray([4.0, 0.0]))
+        dead = np.asarray(s.togo[:3]) >= IL.BIG
+        assert dead[0] == inside, (wide, dead)  # 1.5 steps to the side
+        assert not dead[1]  # 1.4 steps ahead, beyond a cut 0.9 deep
+        assert not dead[2]  # 3 steps to the side

@@ -50,6 +50,11 @@ class Config:
     # 14, nodes 512: 12
     patience: int = 4
     cut_radius: float = 0.9
+    # A cut's half-width across the heading it was made on (<= cut_radius: a ball). A
+    # wall runs across the heading that met it: a ball kills the imagined states inside
+    # the wall at one place, and the route slips past it a ball's width away; traced on
+    # the tuning maps, the agent then crept along a wall about one cell every 15 steps.
+    cut_wide: float = 0.0
     ahead: float = 1.0  # where a cut is centred, towards the subgoal
     max_cuts: int = 96  # cut balls kept per episode (the oldest are dropped)
     # A cut also blocks a cone of headings from where it was made: within `cone_near`
@@ -72,6 +77,9 @@ class Config:
             if not getattr(self, key) > 0:
                 raise ConfigError(key, f"{key}={getattr(self, key)!r}",
                                   "use a positive number")
+        if not self.cut_wide >= 0:
+            raise ConfigError("cut_wide", f"cut_wide={self.cut_wide!r}",
+                              "use a number of steps >= 0 (<= cut_radius: a ball)")
         if not 0 <= self.cone < 1:
             raise ConfigError("cone", f"cone={self.cone!r}",
                               "use a cosine in [0, 1), e.g. 0.7 (0: off)")
@@ -132,11 +140,30 @@ def imagine_level(cfg: Config, model_fn, critic, scale: float, action_size: int)
     def steps(a, b):
         return jnp.sqrt(jnp.maximum(jnp.sum((a - b) ** 2, -1), 0.0)) / scale
 
+    wide = max(cfg.cut_wide, cfg.cut_radius)
+    # Each cut is an ellipsoid: `cut_radius` along its heading, `wide` across it;
+    # q(x) = x'Mx <= 1 with M = I / wide^2 + g u u' (g = 0: a ball). A cut made with no
+    # heading (u = 0) is a ball of `cut_radius`.
+    g = 1.0 / cfg.cut_radius**2 - 1.0 / wide**2
+
+    def headings(s: ImagineState):
+        h = s.cuts - s.origins
+        n = jnp.linalg.norm(h, axis=-1, keepdims=True)
+        u = jnp.where(n > 1e-6 * scale, h / jnp.maximum(n, 1e-12), 0.0)
+        return u, 1.0 - jnp.sum(u**2, -1)  # [C, d], [C]: 1 where there is no heading
+
+    def quad(xy, xu, yu, off):
+        """x'My from x.y, x.u, y.u and off = 1 - |u|^2 (all in base steps)."""
+        return xy / wide**2 + g * (xu * yu + off * xy)
+
     def in_cut(s: ImagineState, p):
-        """Points `p` [..., d] inside a live cut ball."""
+        """Points `p` [..., d] inside a live cut."""
         live = jnp.arange(c) < s.n_cuts
-        d = steps(p[..., None, :], s.cuts)  # [..., C]
-        return jnp.any(live & (d <= cfg.cut_radius), axis=-1)
+        u, off = headings(s)
+        x = (p[..., None, :] - s.cuts) / scale  # [..., C, d]
+        xu = jnp.sum(x * u, -1)
+        q = quad(jnp.sum(x * x, -1), xu, xu, off)
+        return jnp.any(live & (q <= 1.0), axis=-1)
 
     def imagine(key, z, zg):
         """[M, d] spread-out latents the model predicts from `z` and `zg`."""
@@ -200,12 +227,19 @@ def imagine_level(cfg: Config, model_fn, critic, scale: float, action_size: int)
         (but one the agent stands in: it cannot be ahead of it) and, with `cone`, heads
         into no cut cone the agent stands at."""
         made = jnp.arange(c) < s.n_cuts
-        live = made & (steps(z, s.cuts) > cfg.cut_radius)  # [C]
+        u, off = headings(s)
+        zc = (z - s.cuts) / scale  # [C, d]
+        zcu = jnp.sum(zc * u, -1)
+        c0 = quad(jnp.sum(zc * zc, -1), zcu, zcu, off)
+        live = made & (c0 > 1.0)  # [C]
         zx = x - z  # [K, d]
-        t = jnp.clip(jnp.einsum("kd,cd->kc", zx, s.cuts - z)
-                     / jnp.maximum(jnp.sum(zx**2, -1), 1e-12)[:, None], 0.0, 1.0)
-        near = steps(z + t[..., None] * zx[:, None], s.cuts)  # [K, C]
-        hit = jnp.any(live & (near <= cfg.cut_radius), axis=-1)
+        v = zx / scale
+        vu = jnp.einsum("kd,cd->kc", v, u)
+        aa = quad(jnp.sum(v * v, -1)[:, None], vu, vu, off)
+        bb = quad(jnp.einsum("kd,cd->kc", v, zc), vu, zcu, off)
+        t = jnp.clip(-bb / jnp.maximum(aa, 1e-12), 0.0, 1.0)  # [K, C]
+        near = aa * t**2 + 2 * bb * t + c0  # q at the segment's closest point
+        hit = jnp.any(live & (near <= 1.0), axis=-1)
         if cfg.cone > 0:
             here = made & (steps(z, s.origins) <= cfg.cone_near)  # [C]
             head = s.cuts - s.origins
