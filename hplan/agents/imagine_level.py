@@ -54,6 +54,8 @@ class Config:
     # wall runs across the heading that met it: a ball kills the imagined states inside
     # the wall at one place, and the route slips past it a ball's width away; traced on
     # the tuning maps, the agent then crept along a wall about one cell every 15 steps.
+    # Tuning maps, 40 medium episodes, split stacks 0 / 1, solved of 40: ball 21 / 10,
+    # cut_wide 1.5: - / 10, 2: 26 / 16, 3: 20 / -, 2 with patience 3: 23 / -.
     cut_wide: float = 0.0
     ahead: float = 1.0  # where a cut is centred, towards the subgoal
     max_cuts: int = 96  # cut balls kept per episode (the oldest are dropped)
