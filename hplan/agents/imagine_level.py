@@ -10,7 +10,8 @@ target joins the nodes its level critic puts within `join` steps.
 The model knows little of an unseen map's walls, so the graph is optimistic: it routes
 through them. Where the world disagrees (a stall: no step of progress in `patience`
 control steps; or a surprise, `hplan.agents.surprise`) the level cuts a ball of
-`cut_radius` round the point `ahead` steps towards the subgoal: nodes there die, no
+`cut_radius` (or, with `cut_wide`, an ellipsoid that wide across the heading) round the
+point `ahead` steps towards the subgoal: nodes there die, no
 subgoal is handed down through it, and the route is recomputed. The agent learns the
 walls by touching them, as a robot planning under a free-space assumption does
 (D* Lite). Nodes cut off from the target keep its critic plus `far` steps, so with no
