@@ -245,10 +245,7 @@ def imagine_level(cfg: Config, model_fn, critic, scale: float, action_size: int)
         hit = jnp.any(live & (near <= 1.0), axis=-1)
         if cfg.cone > 0:
             here = made & (steps(z, s.origins) <= cfg.cone_near)  # [C]
-            head = s.cuts - s.origins
-            cos = (jnp.einsum("kd,cd->kc", zx, head)
-                   / jnp.maximum(jnp.linalg.norm(zx, axis=-1)[:, None]
-                                 * jnp.linalg.norm(head, axis=-1)[None], 1e-12))
+            cos = vu / jnp.maximum(jnp.linalg.norm(v, axis=-1), 1e-12)[:, None]
             hit = hit | jnp.any(here & (cos > cfg.cone), axis=-1)
         return ~hit
 
