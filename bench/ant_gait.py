@@ -38,7 +38,7 @@ def cmd_train(args) -> None:
     config = gait.GaitConfig(timesteps=args.timesteps, num_envs=args.num_envs,
                              batch_size=args.batch_size, seed=args.seed,
                              switch_prob=args.switch_prob, init=args.init or "",
-                             pillars=args.pillars)
+                             pillars=args.pillars, max_speed=args.max_speed)
     t0 = time.perf_counter()
 
     def progress(step, m):
@@ -102,7 +102,8 @@ def cmd_eval(args) -> None:
     out = write("ant_gait_eval", {"gait": args.gait, "seconds_per_run": dur,
                                   "wall_seconds": seconds, "rows": rows,
                                   "switching": switching, "beside_wall": wall,
-                                  "commands": cmds.tolist(), "moved_m": moved.tolist()})
+                                  "commands": cmds.tolist(), "moved_m": moved.tolist()},
+                out=args.json)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -189,10 +190,13 @@ def main() -> None:
                    help="per control step chance of a new command")
     t.add_argument("--pillars", type=float, default=0.0,
                    help="train among walls: share of wall cells in a 12 x 12-cell room")
+    t.add_argument("--max-speed", type=float, default=gait.GaitConfig.max_speed,
+                   help="m/s at |command| = 1 (the gait file keeps it; the ant env reads it)")
     t.add_argument("--init", help="a gait file to fine-tune (policy kept, value net fresh)")
     e = sub.add_parser("eval")
     e.add_argument("--gait", default=DEFAULT_OUT)
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", help="results file (default bench/results/ant_gait_eval_*)")
     args = p.parse_args()
     {"train": cmd_train, "eval": cmd_eval}[args.cmd](args)
 

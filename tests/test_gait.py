@@ -41,31 +41,44 @@ def test_the_gait_sees_the_same_thing_whatever_the_ants_heading(yaw, turn, cmd, 
     np.testing.assert_allclose(np.asarray(x0)[keep], np.asarray(x1)[keep], atol=2e-4)
 
 
+GAITS = ["gaits/ant.msgpack", "gaits/ant-fast.msgpack"]  # shipped: 2 and 3 m/s at |c| = 1
+
+
 @functools.cache
-def _gait_room():
-    env = envs.make("antmaze", layout=gait.open_room(7), gait="gaits/ant.msgpack",
+def _walked(path: str):
+    """Commands in 6 directions at full size and a zero command, held 24 steps (6 s) from
+    an open room's centre: the env, the torso's move (metres) and its heights."""
+    env = envs.make("antmaze", layout=gait.open_room(7), gait=path,
                     base_dir=str(tasks.TASKS_DIR)).unwrapped
-    # [B, 2] commands held for 24 steps (6 s) from the room's centre
-    return env, jax.jit(lambda c, k: gait.walk(env, c, jnp.array([4.5, 4.5]), 24, k))
-
-
-def test_the_shipped_gait_walks_where_it_is_told_and_stands_when_told():
-    """Commands in 6 directions and a zero command, 6 s each, in an open room: the torso
-    goes the commanded way (cosine > 0.8) at least at a third of the commanded speed;
-    with a zero command it stays within half a metre; it never flips."""
-    env, run = _gait_room()
-    assert env.action_size == 2 and env.observation_size == 29
     ang = np.linspace(0, 2 * np.pi, 6, endpoint=False)
     cmds = np.concatenate([np.stack([np.cos(ang), np.sin(ang)], 1), [[0, 0]]])
-    xy, height = run(jnp.asarray(cmds, jnp.float32), jax.random.key(3))
-    world = np.asarray(env.to_world(xy))  # metres, (x, y)
-    moved = world[:, -1] - world[:, 0]
+    xy, height = jax.jit(lambda c, k: gait.walk(env, c, jnp.array([4.5, 4.5]), 24, k))(
+        jnp.asarray(cmds, jnp.float32), jax.random.key(3))
+    world = np.asarray(env.to_world(xy))
+    return env, cmds, world[:, -1] - world[:, 0], np.asarray(height)
+
+
+@pytest.mark.parametrize("path", GAITS)
+def test_the_shipped_gaits_walk_where_told_and_stand_when_told(path):
+    """The torso goes the commanded way (cosine > 0.8) at least at a third of the
+    commanded speed; with a zero command it stays within half a metre; it never flips."""
+    env, cmds, moved, height = _walked(path)
+    assert env.action_size == 2 and env.observation_size == 29
     speed, seconds = env.max_speed, 24 * env.config.dt
     for m, c in zip(moved[:6], cmds[:6], strict=True):
         assert m @ c / np.linalg.norm(m) > 0.8, (m, c)
         assert np.linalg.norm(m) > speed * seconds / 3, (m, c)
     assert np.linalg.norm(moved[6]) < 0.5
-    assert (np.asarray(height)[:, -1] > 0.2).all()
+    assert (height[:, -1] > 0.2).all()
+
+
+def test_the_fast_gait_covers_more_ground_at_full_command():
+    """What antmaze-medium-gait-fast is for: at full command it travels clearly further
+    in the same 6 s than the 2 m/s gait (measured 2.46 against 1.80 m/s over 10 s)."""
+    slow = np.median(np.linalg.norm(_walked(GAITS[0])[2][:6], axis=1))
+    fast_env, _, moved, _ = _walked(GAITS[1])
+    assert fast_env.max_speed == 3.0
+    assert np.median(np.linalg.norm(moved[:6], axis=1)) > 1.2 * slow
 
 
 def test_a_gait_needs_a_file_and_the_spring_backend():

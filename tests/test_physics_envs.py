@@ -170,7 +170,8 @@ def test_physics_task_files_load_with_their_walls():
 
     for name in ["pointmaze-mjx-two-rooms", "pointmaze-mjx-medium", "pointmaze-mjx-large",
                  "pointmaze-mjx-trap", "pointmaze-mjx-maze32", "antmaze-medium",
-                 "antmaze-large", "antmaze-medium-gait", "antmaze-large-gait"]:
+                 "antmaze-large", "antmaze-medium-gait", "antmaze-large-gait",
+                 "antmaze-medium-gait-fast"]:
         task = tasks.load(name)
         env = task.env.unwrapped
         assert task.env.n_pairs > 0 and env.oracle is not None
