@@ -345,3 +345,39 @@ def test_family_needs_data_on_several_maps():
     ctx = SimpleNamespace(bank_groups=lambda size: None)
     with pytest.raises(ConfigError, match="family"):
         GL.make(GraphLevelConfig(family=True), ctx)
+
+
+def test_family_map_chosen_by_observation_where_the_latents_are_alike():
+    """Two maps with the same states (a latent that dropped the map): on map 1 a door
+    joins the U's arm tops, on map 0 the way is round the bottom. Only the observations
+    tell the maps apart (a constant per map); chosen by them, the level routes through
+    the door on map 1 (the target, straight) and round the bottom on map 0."""
+    _, pts = u_graph(wormhole=False)
+    n = len(pts)
+    src, dst = np.arange(n - 1), np.arange(1, n)
+    src = np.concatenate([src, src + n, [n]])
+    dst = np.concatenate([dst, dst + n, [2 * n - 1]])
+    w = np.ones(len(src), np.float32)
+    w[-1] = 1.0  # the door: one step from L to R on map 1
+    both = np.concatenate([pts, pts])
+    g = G.build(both, src, dst, w, n_landmarks=8, k=3)
+    groups = np.repeat([0, 1], n)
+    views = np.concatenate([both, 5.0 * groups[:, None]], 1).astype(np.float32)
+    cfg = GraphLevelConfig(reach=2.0, family=True, family_by="observation", commit=0.0)
+    level = graph_level(g, 0.5, cfg, groups=groups,
+                        seen_by=(jnp.asarray(views), lambda state: state))
+    z, goal = jnp.asarray(pts[0]), jnp.asarray(pts[-1])
+    for fam in (0, 1):
+        look = jnp.asarray([[*pts[0], 5.0 * fam], [*pts[-1], 5.0 * fam]])
+        state = level.init(jax.random.key(0), goal)
+        state, sub, info = level.step(state, jax.random.key(1), z, goal, {"map": look})
+        assert int(state.fam) == fam
+        if fam == 1:
+            assert int(info["idx"]) == -1  # through the door: the target itself
+        else:
+            idx = int(info["idx"])
+            assert idx >= 0 and pts[idx % n, 0] == 0.0 and pts[idx % n, 1] > 0.0
+    with pytest.raises(Exception, match="family_by"):
+        GraphLevelConfig(family=True, family_by="pixels")
+    with pytest.raises(Exception, match="set family = true"):
+        GraphLevelConfig(family_by="observation")

@@ -8,6 +8,7 @@ base step, so every cost term and reach is in base steps.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -187,6 +188,13 @@ def path_edges(stack, data, index: np.ndarray, radius: float = 0.4):
     return (src, dst, w), _rows(x, index) / step
 
 
+def _view(obs, batched: bool = False):
+    """Observations as flat float32 vectors (images in [0, 1]): [k], or [n, k] batched."""
+    scale = 1.0 / 255 if obs.dtype == jnp.uint8 else 1.0
+    flat = obs.reshape(obs.shape[0], -1) if batched else obs.reshape(-1)
+    return flat.astype(jnp.float32) * scale
+
+
 def _rows(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Dataset states `idx` (flat indices over episodes and steps) of `x` [N, T, ...]."""
     return x.reshape(-1, *x.shape[2:])[idx]
@@ -255,6 +263,14 @@ class Context:
             return None
         idx = bank_index(self.data, size, seed, self.pinned())
         return np.asarray(self.data.groups)[idx // self.data.obs.shape[1]]
+
+    def bank_views(self, size: int, seed: int = 0) -> tuple[jax.Array, Callable]:
+        """(the bank states' observations, flattened [size, k], `view(state)`: the agent's
+        and the goal's observation alike [2, k]): what a family's map is told by when the
+        latent does not keep it (`GraphLevelConfig.family_by`)."""
+        idx = bank_index(self.data, size, seed, self.pinned())
+        views = jnp.asarray(_view(_rows(self.data.obs, idx), batched=True))
+        return views, lambda state: jnp.stack([_view(state.obs), _view(state.info["goal_obs"])])
 
     def lane_speed(self, size: int, seed: int = 0, ahead: int = 2,
                    neighbours: int = 16) -> np.ndarray:

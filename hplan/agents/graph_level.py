@@ -109,6 +109,12 @@ class GraphLevelConfig:
     # another map for 0.20 of held-out states (0.07 with 16384 bank states;
     # bench/family_localise.py), and the target often joined yet another.
     family: bool = False
+    # What the map is chosen by: "latent" (the agent's latents so far and the target's)
+    # or "observation" (its first `family_steps` observations and the goal observation,
+    # against the bank states' observations). A latent trained to predict the agent's
+    # step precisely (`step_pred_weight`) can drop the map, which the pixels keep.
+    family_by: str = "latent"
+    family_steps: int = 4
 
     def __post_init__(self):
         for key in ("reach", "direct", "cut_radius", "ban_radius", "same_place",
@@ -127,12 +133,16 @@ class GraphLevelConfig:
                               "use a share of bank states in [0, 1), e.g. 0.3 (0: off)")
         if not (isinstance(self.relax, int) and self.relax >= 0):
             raise ConfigError("relax", f"relax={self.relax!r}", "use an integer >= 0")
-        for key in ("max_cuts", "bank", "ban_steps"):
+        for key in ("max_cuts", "bank", "ban_steps", "family_steps"):
             v = getattr(self, key)
             if not (isinstance(v, int) and v >= 1):
                 raise ConfigError(key, f"{key}={v!r}", "use a positive integer")
+        if self.family_by != "latent" and not self.family:
+            raise ConfigError("family_by", f"family_by={self.family_by!r}",
+                              "it chooses among a family's maps: set family = true too")
         for key, choices in (("localise", ("latent", "observation")),
                              ("reach_from", ("agent", "bank")),
+                             ("family_by", ("latent", "observation")),
                              ("edges", ("data", "path", "critic"))):
             v = getattr(self, key)
             if v not in choices:
@@ -149,14 +159,16 @@ def make(cfg: GraphLevelConfig, ctx) -> Level:
     if cfg.lanes > 0:
         speed = ctx.lane_speed(cfg.bank)
         slow = jnp.asarray(speed < np.quantile(speed, cfg.lanes))
-    groups = None
+    groups, seen_by = None, None
     if cfg.family:
         groups = ctx.bank_groups(cfg.bank)
         if groups is None:
             raise ConfigError("family", "family=true",
                               "the task's data holds one map: set family = false")
+        if cfg.family_by == "observation":
+            seen_by = ctx.bank_views(cfg.bank)
     return graph_level(ctx.graph(cfg.bank, cfg.edges), ctx.scale, cfg, snapped, slow,
-                       groups)
+                       groups, seen_by)
 
 
 SIGHTED = 32  # candidates checked for line of sight per step (`GraphLevelConfig.sight`)
@@ -187,12 +199,15 @@ class GraphLevelState(NamedTuple):
 def graph_level(graph: G.BankGraph, scale: float,
                 cfg: GraphLevelConfig = GraphLevelConfig(),
                 snapped: tuple[jax.Array, Callable] | None = None,
-                slow: jax.Array | None = None, groups: np.ndarray | None = None) -> Level:
+                slow: jax.Array | None = None, groups: np.ndarray | None = None,
+                seen_by: tuple[jax.Array, Callable] | None = None) -> Level:
     """`scale`: latent displacement of one base step (joins are by latent distance).
     `snapped`: (bank states [M, k] in some other space, `locate(state)` into it): the
     agent is localised there instead of by latent nearness. `slow` [M]: bank states that
     route but are no subgoals (`GraphLevelConfig.lanes`). `groups` [M]: each bank state's
-    map (`GraphLevelConfig.family`)."""
+    map (`GraphLevelConfig.family`). `seen_by`: (bank observations [M, k],
+    `view(state)` -> [2, k], the agent's and the goal's observation alike): the map is
+    chosen by them (`family_by = "observation"`)."""
     bank, dist = graph.latents, graph.dist
     m = bank.shape[0]
     if groups is None:
@@ -205,6 +220,12 @@ def graph_level(graph: G.BankGraph, scale: float,
         """[K] latent distance (base steps) of `x` to each map's nearest bank state."""
         d2 = jax.ops.segment_min(jnp.sum((bank - x) ** 2, -1), group, n_maps)
         return jnp.sqrt(jnp.maximum(d2, 0.0)) / scale
+
+    def view_distance(v):
+        """[K] observation distance of `v` to each map's nearest bank observation."""
+        views = seen_by[0]
+        d2 = jnp.sum(views**2, -1) - 2.0 * views @ v + jnp.sum(v**2)
+        return jnp.sqrt(jnp.maximum(jax.ops.segment_min(d2, group, n_maps), 0.0))
 
     def alien(fam):
         """[M] bank states on other maps than `fam` (none, a scalar, for one map)."""
@@ -317,7 +338,23 @@ def graph_level(graph: G.BankGraph, scale: float,
 
     def step(s: GraphLevelState, key, z, target, where=None):
         del key
-        if n_maps > 1:
+        if not isinstance(where, dict):  # localisation alone (tests, older callers)
+            where = {"snap": where}
+        if n_maps > 1 and seen_by is not None:
+            # The agent's first observations and the goal's, against the bank's; summed
+            # once per episode (a new target starts afresh), not at every step.
+            new = retargeted(s, target)
+            n0 = jnp.where(new, 0, s.n_seen)
+
+            def look(c, views):
+                return c[0] + view_distance(views[0]) + view_distance(views[1]), c[1] + 1
+
+            seen, n_seen = once(n0 < cfg.family_steps, look,
+                                (jnp.where(new, 0.0, s.seen), n0), where["map"])
+            fam = jnp.argmin(seen).astype(jnp.int32)
+            s = s._replace(seen=seen, n_seen=n_seen, fam=fam,
+                           stale=s.stale | (fam != s.fam))
+        elif n_maps > 1:
             # A new target starts the evidence afresh (a new episode, or staged goals).
             new = retargeted(s, target)
             seen = jnp.where(new, 0.0, s.seen) + map_distance(z)
@@ -327,7 +364,7 @@ def graph_level(graph: G.BankGraph, scale: float,
                            stale=s.stale | (fam != s.fam))
         s = refresh(s, target)
         dead = G.cut_mask(graph, s.cuts, s.radii) | alien(s.fam)
-        jz, cz = localise(s, z, dead, where)
+        jz, cz = localise(s, z, dead, where.get("snap"))
         every = jnp.arange(m)
         blocked = dead | G.passes(graph, s.cuts, jnp.broadcast_to(jz, (m,)), every,
                                   s.radii)
@@ -424,4 +461,7 @@ def graph_level(graph: G.BankGraph, scale: float,
     def surprised(s: GraphLevelState) -> GraphLevelState:
         return s._replace(shock=jnp.bool_(True))
 
-    return Level(init, step, surprised, None if snapped is None else snapped[1])
+    locators = {k: f for k, f in (("snap", snapped and snapped[1]),
+                                  ("map", seen_by and seen_by[1])) if f is not None}
+    locate = (lambda state: {k: f(state) for k, f in locators.items()}) if locators else None
+    return Level(init, step, surprised, locate)
