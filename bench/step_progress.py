@@ -10,7 +10,8 @@ change of the oracle's geodesic distance to the goal (in full-speed steps):
   agent's own subgoal (the subgoal lies round a corner), the rest moved away from it
   (the level-0 model or critic erred); `sub_behind`: how often the subgoal was farther
   from the goal than the agent (by more than half a step);
-- `ratio`: steps taken / geodesic optimum of the episode.
+- `ratio`: steps taken / geodesic optimum of the episode; `own_map` (task families): the
+  share of bank subgoals on the episode's own map.
 
 Subgoals are read as the recorded position of the bank state the lowest graph level chose
 (the goal where it chose the goal). Point mazes only (needs the oracle and recorded xy).
@@ -104,6 +105,11 @@ def main(argv=None):
         row = classify(orc, np.asarray(res["positions"]), goal, np.asarray(res["actions"]),
                        np.asarray(res["steps_to_goal"]), sub_xy,
                        res["first"].get("context"))
+        maps = res["first"].get("context")
+        groups = ctx.bank_groups(cfg.levels[-1].config.bank)
+        if maps is not None and groups is not None:  # subgoals on the episode's own map
+            mine = groups[np.maximum(idx, 0)] == np.asarray(maps).reshape(-1, 1)
+            row["own_map"] = float(mine[idx >= 0].mean()) if (idx >= 0).any() else 1.0
         rows.append({"stack": seed, **row})
         print(f"stack {seed}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
     print(table(rows, list(rows[0])))
