@@ -102,10 +102,9 @@ def main(argv=None):
         idx = np.asarray(res["info"]["subgoal_idx"])
         bank_xy = ctx.bank_xy(cfg.levels[-1].config.bank)
         sub_xy = np.where((idx >= 0)[..., None], bank_xy[np.maximum(idx, 0)], goal[:, None])
-        row = classify(orc, np.asarray(res["positions"]), goal, np.asarray(res["actions"]),
-                       np.asarray(res["steps_to_goal"]), sub_xy,
-                       res["first"].get("context"))
         maps = res["first"].get("context")
+        row = classify(orc, np.asarray(res["positions"]), goal, np.asarray(res["actions"]),
+                       np.asarray(res["steps_to_goal"]), sub_xy, maps)
         groups = ctx.bank_groups(cfg.levels[-1].config.bank)
         if maps is not None and groups is not None:  # subgoals on the episode's own map
             mine = groups[np.maximum(idx, 0)] == np.asarray(maps).reshape(-1, 1)

@@ -356,9 +356,8 @@ def test_family_map_chosen_by_observation_where_the_latents_are_alike():
     n = len(pts)
     src, dst = np.arange(n - 1), np.arange(1, n)
     src = np.concatenate([src, src + n, [n]])
-    dst = np.concatenate([dst, dst + n, [2 * n - 1]])
-    w = np.ones(len(src), np.float32)
-    w[-1] = 1.0  # the door: one step from L to R on map 1
+    dst = np.concatenate([dst, dst + n, [2 * n - 1]])  # last: the door, L to R on map 1
+    w = np.ones(len(src), np.float32)  # every link one step, the door too
     both = np.concatenate([pts, pts])
     g = G.build(both, src, dst, w, n_landmarks=8, k=3)
     groups = np.repeat([0, 1], n)

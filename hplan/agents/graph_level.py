@@ -216,16 +216,20 @@ def graph_level(graph: G.BankGraph, scale: float,
     n_maps = int(group.max()) + 1
     group = jnp.asarray(group, jnp.int32)
 
+    def per_map(d2):
+        """[K] the least of the squared distances `d2` [M] on each map, as a distance."""
+        return jnp.sqrt(jnp.maximum(jax.ops.segment_min(d2, group, n_maps), 0.0))
+
     def map_distance(x):
         """[K] latent distance (base steps) of `x` to each map's nearest bank state."""
-        d2 = jax.ops.segment_min(jnp.sum((bank - x) ** 2, -1), group, n_maps)
-        return jnp.sqrt(jnp.maximum(d2, 0.0)) / scale
+        return per_map(jnp.sum((bank - x) ** 2, -1)) / scale
+
+    if seen_by is not None:  # the bank's squared norms once, not at every look
+        views, views_sq = seen_by[0], jnp.sum(seen_by[0] ** 2, -1)
 
     def view_distance(v):
         """[K] observation distance of `v` to each map's nearest bank observation."""
-        views = seen_by[0]
-        d2 = jnp.sum(views**2, -1) - 2.0 * views @ v + jnp.sum(v**2)
-        return jnp.sqrt(jnp.maximum(jax.ops.segment_min(d2, group, n_maps), 0.0))
+        return per_map(views_sq - 2.0 * views @ v + jnp.sum(v**2))
 
     def alien(fam):
         """[M] bank states on other maps than `fam` (none, a scalar, for one map)."""
