@@ -97,3 +97,25 @@ def family_env(task, tool: str):
 def dividing_wall(layout) -> int:
     """The inner column with the most wall cells (a two-rooms map's dividing wall)."""
     return int(np.argmax(layout.walls[1:-1, 1:-1].sum(0))) + 1
+
+
+def graph_agent_episodes(task, agent: str, seed: int, key: int, episodes: int, cache: str,
+                         tool: str):
+    """(agent config, its Context, `runner.evaluate` result, the bank's goal-space
+    positions) for an agent whose lowest level is a graph level, on stack `seed`, episodes
+    drawn with `key`. Exits naming `tool` for any other agent."""
+    import jax
+
+    from hplan import agents as A
+    from hplan.eval import runner
+    from hplan.train import pipeline
+
+    cfg = A.load_agent(agent)
+    if not cfg.levels or cfg.levels[-1].kind != "graph":
+        raise SystemExit(f"{agent}: {tool} reads subgoals off a graph level's bank; "
+                         "use an agent whose lowest level is a graph level (e.g. hier-2-data)")
+    st, ds, _ = pipeline.get_stack(task, cache, seed=seed, show=False)
+    ctx = A.Context(task, st, ds)
+    pol, _ = A.make(cfg, task, st, ds, ctx=ctx)  # the same context: one bank
+    res = runner.evaluate(task, pol, jax.random.key(key), episodes)
+    return cfg, ctx, res, ctx.bank_xy(cfg.levels[-1].config.bank)

@@ -29,14 +29,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax
 import numpy as np
 
-from bench.common import table, write
-from hplan import agents as A
+from bench.common import graph_agent_episodes, table, write
 from hplan import tasks
-from hplan.eval import runner
-from hplan.train import pipeline
 
 
 def classify(orc, pos, goal, acts, stg, sub_xy, maps=None) -> dict:
@@ -88,19 +84,12 @@ def main(argv=None):
     orc = getattr(task.env.unwrapped, "oracle", None)
     if orc is None:
         raise SystemExit(f"{a.task}: step_progress needs a point-maze task (an oracle)")
-    cfg = A.load_agent(a.agent)
-    if not cfg.levels or cfg.levels[-1].kind != "graph":
-        raise SystemExit(f"{a.agent}: step_progress reads subgoals off a graph level's bank; "
-                         "use an agent whose lowest level is a graph level (e.g. hier-2-data)")
     rows = []
     for seed in (int(s) for s in a.seeds.split(",")):
-        st, ds, _ = pipeline.get_stack(task, a.cache, seed=seed, show=False)
-        ctx = A.Context(task, st, ds)
-        pol, _ = A.make(cfg, task, st, ds, ctx=ctx)  # the same context: one bank
-        res = runner.evaluate(task, pol, jax.random.key(seed + a.episode_offset), a.episodes)
+        cfg, ctx, res, bank_xy = graph_agent_episodes(
+            task, a.agent, seed, seed + a.episode_offset, a.episodes, a.cache, "step_progress")
         goal = np.asarray(res["goal"])
         idx = np.asarray(res["info"]["subgoal_idx"])
-        bank_xy = ctx.bank_xy(cfg.levels[-1].config.bank)
         sub_xy = np.where((idx >= 0)[..., None], bank_xy[np.maximum(idx, 0)], goal[:, None])
         maps = res["first"].get("context")
         row = classify(orc, np.asarray(res["positions"]), goal, np.asarray(res["actions"]),

@@ -15,17 +15,14 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax
 import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hplan import agents as A  # noqa: E402
+from bench.common import graph_agent_episodes  # noqa: E402
 from hplan import tasks  # noqa: E402
-from hplan.eval import runner  # noqa: E402
-from hplan.train import pipeline  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -44,17 +41,10 @@ def main(argv=None) -> None:
     env = task.env.unwrapped
     if not (hasattr(env, "layouts") or hasattr(env, "layout")):
         raise SystemExit(f"{a.task}: trace_plot draws point mazes (a layout); this env has none")
-    cfg = A.load_agent(a.agent)
-    if not cfg.levels or cfg.levels[-1].kind != "graph":
-        raise SystemExit(f"{a.agent}: trace_plot reads subgoals off a graph level's bank; "
-                         "use an agent whose lowest level is a graph level")
-    st, ds, _ = pipeline.get_stack(task, a.cache, seed=a.seed, show=False)
-    ctx = A.Context(task, st, ds)
-    pol, _ = A.make(cfg, task, st, ds, ctx=ctx)
-    res = runner.evaluate(task, pol, jax.random.key(a.episode_key), a.episodes)
+    cfg, ctx, res, bank_xy = graph_agent_episodes(task, a.agent, a.seed, a.episode_key,
+                                                  a.episodes, a.cache, "trace_plot")
     pos, goal = np.asarray(res["positions"]), np.asarray(res["goal"])
     idx = np.asarray(res["info"]["subgoal_idx"])
-    bank_xy = ctx.bank_xy(cfg.levels[-1].config.bank)
     maps = res["first"].get("context")
     maps = np.zeros(a.episodes, int) if maps is None else np.asarray(maps).reshape(-1)
     ok = np.asarray(res["success"]).reshape(-1).astype(bool)
