@@ -390,3 +390,20 @@ def test_flat_learned_mpc_approaches_the_goal_on_open():
     d_end = np.linalg.norm(pos[:, -1] - goal, axis=-1)
     assert d_end.mean() < 0.4 * d0.mean()
     assert np.mean(d_end < d0) >= 0.9
+
+
+def test_bank_successors_are_where_the_data_went_next(rooms):
+    """`Context.successors`: each bank state's own dataset state, 2 steps on in its
+    episode, snapped to its nearest bank state (in the observation, as the data links)."""
+    _, _, ds, ctx = rooms
+    idx, _ = ctx.bank(GRAPH.bank)
+    succ = ctx.successors(GRAPH.bank, 2)
+    assert succ.shape == (GRAPH.bank,) and succ.min() >= 0 and succ.max() < GRAPH.bank
+    obs = np.asarray(ds.obs).reshape(-1, ds.obs.shape[-1])
+    t1 = ds.obs.shape[1]
+    ep, t = np.divmod(idx, t1)
+    later = obs[ep * t1 + np.minimum(t + 2, t1 - 1)]
+    bank = obs[idx]
+    d = np.linalg.norm(later[:, None] - bank[None], axis=-1)
+    np.testing.assert_allclose(d[np.arange(len(idx)), succ], d.min(1), atol=1e-5)
+    assert np.mean(succ != np.arange(GRAPH.bank)) > 0.5  # the data was moving

@@ -380,3 +380,29 @@ def test_family_map_chosen_by_observation_where_the_latents_are_alike():
         GraphLevelConfig(family=True, family_by="pixels")
     with pytest.raises(Exception, match="set family = true"):
         GraphLevelConfig(family_by="observation")
+
+
+def test_bank_states_moving_against_the_route_are_no_subgoals():
+    """A subgoal is a latent with a velocity. Reach 6 from the L's start picks the state 6
+    steps along; where the data there was moving back towards the start (its successor is
+    the state before it), the farthest state within reach moving towards the goal is
+    picked instead, and the routes are the same."""
+    g, pts = l_graph()
+    z, goal = jnp.asarray([0.0, 0.0]), jnp.asarray([5.0, 5.0])
+    n = len(pts)
+    plain = graph_level(g, scale=0.5, cfg=GraphLevelConfig(reach=6.0))
+    s0, sub, _ = plain.step(plain.init(jax.random.key(0), goal), jax.random.key(1), z, goal)
+    pick = int(np.argmin(np.linalg.norm(pts - np.asarray(sub), axis=1)))
+    succ = np.minimum(np.arange(n) + 1, n - 1)  # the data moved along the L, towards the goal
+    level = graph_level(g, scale=0.5, cfg=GraphLevelConfig(reach=6.0, heading=1),
+                        succ=jnp.asarray(succ))
+    s, sub1, _ = level.step(level.init(jax.random.key(0), goal), jax.random.key(1), z, goal)
+    np.testing.assert_allclose(np.asarray(sub1), pts[pick], atol=1e-6)  # all heading right
+    succ[pick] = pick - 1
+    level = graph_level(g, scale=0.5, cfg=GraphLevelConfig(reach=6.0, heading=1),
+                        succ=jnp.asarray(succ))
+    s, sub2, _ = level.step(level.init(jax.random.key(0), goal), jax.random.key(1), z, goal)
+    np.testing.assert_allclose(np.asarray(sub2), pts[pick - 1], atol=1e-6)  # one short
+    np.testing.assert_allclose(np.asarray(s.togo), np.asarray(s0.togo))  # same routes
+    with pytest.raises(ValueError, match="heading=-1"):
+        GraphLevelConfig(heading=-1)

@@ -160,6 +160,19 @@ def data_edges(stack, data, index: np.ndarray):
     return (g.row, g.col, g.data.astype(np.float32)), _rows(x, index) / step
 
 
+def data_successors(stack, data, index: np.ndarray, ahead: int) -> np.ndarray:
+    """[M] the bank state each bank state's own dataset state snaps to `ahead` steps on
+    in its episode (the last state of the episode where it ends first): which way the
+    data was moving there."""
+    from hplan.wm.critic import transition_links
+
+    x, step = snap_states(stack, data)
+    ids = transition_links(x, index, data.groups, step)[0]
+    t1 = ids.shape[1]
+    ep, t = np.divmod(np.asarray(index), t1)
+    return ids[ep, np.minimum(t + ahead, t1 - 1)]
+
+
 def path_edges(stack, data, index: np.ndarray, radius: float = 0.4):
     """`data_edges` without snapping: a dataset state joins a bank state only within
     `radius` steps of it, and two bank states are linked by the stretch of trajectory
@@ -307,6 +320,14 @@ class Context:
             self._graphs[key] = G.build(bank, *links, pinned=np.isin(idx, self.pinned()),
                                         points=points)
         return self._graphs[key]
+
+    def successors(self, size: int, ahead: int, seed: int = 0) -> np.ndarray:
+        """`data_successors` of a bank (cached)."""
+        key = ("succ", size, ahead, seed)
+        if key not in self._links:
+            idx, _ = self.bank(size, seed)
+            self._links[key] = data_successors(self.stack, self.data, idx, ahead)
+        return self._links[key]
 
     def snapped(self, size: int, seed: int = 0):
         """(bank states in `snap_space` [size, k], `locate(state)`: the agent's state in

@@ -109,6 +109,11 @@ class GraphLevelConfig:
     # another map for 0.20 of held-out states (0.07 with 16384 bank states;
     # bench/family_localise.py), and the target often joined yet another.
     family: bool = False
+    # Bank states whose own data motion, `heading` steps on, does not lower their route
+    # distance to the target route but are no subgoals: a subgoal is a latent with a
+    # velocity, and one moving across or against the route makes a body with inertia
+    # brake and turn there. 0: off.
+    heading: int = 0
     # What the map is chosen by: "latent" (the agent's latents so far and the target's)
     # or "observation" (its first `family_steps` observations and the goal observation,
     # against the bank states' observations). A latent trained to predict the agent's
@@ -133,6 +138,9 @@ class GraphLevelConfig:
                               "use a share of bank states in [0, 1), e.g. 0.3 (0: off)")
         if not (isinstance(self.relax, int) and self.relax >= 0):
             raise ConfigError("relax", f"relax={self.relax!r}", "use an integer >= 0")
+        if not (isinstance(self.heading, int) and self.heading >= 0):
+            raise ConfigError("heading", f"heading={self.heading!r}",
+                              "use an integer >= 0 (data steps ahead; 0: off)")
         for key in ("max_cuts", "bank", "ban_steps", "family_steps"):
             v = getattr(self, key)
             if not (isinstance(v, int) and v >= 1):
@@ -167,8 +175,9 @@ def make(cfg: GraphLevelConfig, ctx) -> Level:
                               "the task's data holds one map: set family = false")
         if cfg.family_by == "observation":
             seen_by = ctx.bank_views(cfg.bank)
+    succ = jnp.asarray(ctx.successors(cfg.bank, cfg.heading)) if cfg.heading > 0 else None
     return graph_level(ctx.graph(cfg.bank, cfg.edges), ctx.scale, cfg, snapped, slow,
-                       groups, seen_by)
+                       groups, seen_by, succ)
 
 
 SIGHTED = 32  # candidates checked for line of sight per step (`GraphLevelConfig.sight`)
@@ -200,14 +209,16 @@ def graph_level(graph: G.BankGraph, scale: float,
                 cfg: GraphLevelConfig = GraphLevelConfig(),
                 snapped: tuple[jax.Array, Callable] | None = None,
                 slow: jax.Array | None = None, groups: np.ndarray | None = None,
-                seen_by: tuple[jax.Array, Callable] | None = None) -> Level:
+                seen_by: tuple[jax.Array, Callable] | None = None,
+                succ: jax.Array | None = None) -> Level:
     """`scale`: latent displacement of one base step (joins are by latent distance).
     `snapped`: (bank states [M, k] in some other space, `locate(state)` into it): the
     agent is localised there instead of by latent nearness. `slow` [M]: bank states that
     route but are no subgoals (`GraphLevelConfig.lanes`). `groups` [M]: each bank state's
     map (`GraphLevelConfig.family`). `seen_by`: (bank observations [M, k],
     `view(state)` -> [2, k], the agent's and the goal's observation alike): the map is
-    chosen by them (`family_by = "observation"`)."""
+    chosen by them (`family_by = "observation"`). `succ` [M]: each bank state's data
+    successor (`GraphLevelConfig.heading`)."""
     bank, dist = graph.latents, graph.dist
     m = bank.shape[0]
     if groups is None:
@@ -395,6 +406,8 @@ def graph_level(graph: G.BankGraph, scale: float,
             score = score + jnp.where(graph.pinned, 1e3, 0.0)
         if slow is not None:
             score = score + jnp.where(slow, 1e3, 0.0)
+        if succ is not None:
+            score = score + jnp.where(togo[succ] < togo - 0.25, 0.0, 1e3)
         if cfg.commit > 0:
             # No hysteresis once the previous subgoal is reached (within half a step).
             pi = jnp.maximum(s.idx, 0)
