@@ -101,6 +101,13 @@ class GraphLevelConfig:
     # field: near a wide cut (a closed door) every landmark link of a state may pass the
     # cut, and without it such a state has no route, so the cuts are dropped. 0: off.
     relax: int = 0
+    # Bank states whose own data motion, `heading` steps on, does not lower their route
+    # distance to the target route but are no subgoals: a subgoal is a latent with a
+    # velocity, and one moving across or against the route makes a body with inertia
+    # brake and turn there. 0: off. pointmaze-mjx-maze32, tuning keys 3000-3002: 4 steps
+    # 0.60 / 0.60 / 0.30 -> 0.75 / 0.75 / 0.60 (agents/hier-2-data-inertia-long.toml);
+    # two-rooms-random from pixels: 16 -> 14 of 20.
+    heading: int = 0
     # Tasks whose data spans a family of maps (`Dataset.groups`): the graph never joins
     # two maps, so the agent and the target must be placed on the same one. With `family`
     # the level picks the map nearest to both (the agent's latents so far, averaged, plus
@@ -109,11 +116,6 @@ class GraphLevelConfig:
     # another map for 0.20 of held-out states (0.07 with 16384 bank states;
     # bench/family_localise.py), and the target often joined yet another.
     family: bool = False
-    # Bank states whose own data motion, `heading` steps on, does not lower their route
-    # distance to the target route but are no subgoals: a subgoal is a latent with a
-    # velocity, and one moving across or against the route makes a body with inertia
-    # brake and turn there. 0: off.
-    heading: int = 0
     # What the map is chosen by: "latent" (the agent's latents so far and the target's)
     # or "observation" (its first `family_steps` observations and the goal observation,
     # against the bank states' observations). A latent trained to predict the agent's
@@ -407,6 +409,7 @@ def graph_level(graph: G.BankGraph, scale: float,
         if slow is not None:
             score = score + jnp.where(slow, 1e3, 0.0)
         if succ is not None:
+            # (a quarter step: a state standing still, or snapped back onto itself, has none)
             score = score + jnp.where(togo[succ] < togo - 0.25, 0.0, 1e3)
         if cfg.commit > 0:
             # No hysteresis once the previous subgoal is reached (within half a step).
