@@ -68,7 +68,7 @@ def graphs(task, st, ds, seed: int = 0) -> list[dict]:
     for when, idx in banks.items():
         z = st.encode(flat_obs[idx])
         xy = flat_xy[idx]
-        data, _ = C.data_edges(st, ds, idx)
+        data = C.data_edges(st, ds, idx)[0]
         critic = C.critic_edges(st, z)
         kinds = {"data": data,
                  "critic": C.verified(critic, data, len(idx)) if when == "after" else critic}

@@ -147,30 +147,28 @@ def snap_states(stack, data) -> tuple[np.ndarray, float]:
 
 
 def data_edges(stack, data, index: np.ndarray):
-    """(links (src, dst, base steps), bank points [M, k]) from the dataset's own
-    transitions: every dataset state snaps to its nearest bank state (in `snap_space`),
-    and each observed transition between two bank states links them. The data never
-    crossed a wall, so neither does a link, but for snapping errors where two sides nearly
-    touch (see `bank_index`). The points are the bank states in that space, in the links'
-    unit (base steps): a link's length is the distance between its points."""
+    """(links (src, dst, base steps), bank points [M, k], snapped [N, T+1]) from the
+    dataset's own transitions: every dataset state snaps to its nearest bank state (in
+    `snap_space`; `snapped` holds which), and each observed transition between two bank
+    states links them. The data never crossed a wall, so neither does a link, but for
+    snapping errors where two sides nearly touch (see `bank_index`). The points are the
+    bank states in that space, in the links' unit (base steps): a link's length is the
+    distance between its points."""
     from hplan.wm.critic import transition_links
 
     x, step = snap_states(stack, data)
-    g = transition_links(x, index, data.groups, step)[1].tocoo()
-    return (g.row, g.col, g.data.astype(np.float32)), _rows(x, index) / step
+    ids, g = transition_links(x, index, data.groups, step)
+    g = g.tocoo()
+    return (g.row, g.col, g.data.astype(np.float32)), _rows(x, index) / step, ids
 
 
-def data_successors(stack, data, index: np.ndarray, ahead: int) -> np.ndarray:
+def data_successors(snapped: np.ndarray, index: np.ndarray, ahead: int) -> np.ndarray:
     """[M] the bank state each bank state's own dataset state snaps to `ahead` steps on
     in its episode (the last state of the episode where it ends first): which way the
-    data was moving there."""
-    from hplan.wm.critic import transition_links
-
-    x, step = snap_states(stack, data)
-    ids = transition_links(x, index, data.groups, step)[0]
-    t1 = ids.shape[1]
+    data was moving there. `snapped`: `data_edges`'s third part."""
+    t1 = snapped.shape[1]
     ep, t = np.divmod(np.asarray(index), t1)
-    return ids[ep, np.minimum(t + ahead, t1 - 1)]
+    return snapped[ep, np.minimum(t + ahead, t1 - 1)]
 
 
 def path_edges(stack, data, index: np.ndarray, radius: float = 0.4):
@@ -310,9 +308,7 @@ class Context:
             if edges == "path":
                 links, points = path_edges(self.stack, self.data, idx)
             else:
-                if (size, seed) not in self._links:  # shared by the data and critic graphs
-                    self._links[(size, seed)] = data_edges(self.stack, self.data, idx)
-                links, points = self._links[(size, seed)]
+                links, points, _ = self._data_edges(size, seed)
             if edges == "critic":
                 links = verified(critic_edges(self.stack, bank), links, len(idx))
             elif edges not in ("data", "path"):
@@ -321,13 +317,18 @@ class Context:
                                         points=points)
         return self._graphs[key]
 
+    def _data_edges(self, size: int, seed: int = 0):
+        """`data_edges` of a bank, once: shared by the data and critic graphs and
+        `successors`."""
+        if (size, seed) not in self._links:
+            idx = bank_index(self.data, size, seed, self.pinned())
+            self._links[(size, seed)] = data_edges(self.stack, self.data, idx)
+        return self._links[(size, seed)]
+
     def successors(self, size: int, ahead: int, seed: int = 0) -> np.ndarray:
-        """`data_successors` of a bank (cached)."""
-        key = ("succ", size, ahead, seed)
-        if key not in self._links:
-            idx, _ = self.bank(size, seed)
-            self._links[key] = data_successors(self.stack, self.data, idx, ahead)
-        return self._links[key]
+        """`data_successors` of a bank."""
+        idx = bank_index(self.data, size, seed, self.pinned())
+        return data_successors(self._data_edges(size, seed)[2], idx, ahead)
 
     def snapped(self, size: int, seed: int = 0):
         """(bank states in `snap_space` [size, k], `locate(state)`: the agent's state in
