@@ -234,6 +234,7 @@ class Context:
     policy: str | None = None  # a distilled System 1 policy's directory (hplan distill)
     _graphs: dict = dataclasses.field(default_factory=dict)
     _links: dict = dataclasses.field(default_factory=dict)
+    _indices: dict = dataclasses.field(default_factory=dict)
     _pinned: np.ndarray | None = None
     _inverse_unit: float | None = None
 
@@ -260,26 +261,33 @@ class Context:
             self._pinned = pinned_states(self.data)
         return self._pinned
 
-    def bank(self, size: int, seed: int = 0) -> tuple[np.ndarray, jax.Array]:
-        """(dataset indices, encoded latents [size, d]) of a bank."""
+    def bank_indices(self, size: int, seed: int = 0) -> np.ndarray:
+        """`bank_index` of a bank, computed once: every view of a bank reads the same
+        dataset states."""
         if self.data is None:
             raise ValueError("this agent selects subgoals from a bank of dataset states. "
                              "Fix: pass the task's offline data (hplan collect)")
-        idx = bank_index(self.data, size, seed, self.pinned())
+        if (size, seed) not in self._indices:
+            self._indices[(size, seed)] = bank_index(self.data, size, seed, self.pinned())
+        return self._indices[(size, seed)]
+
+    def bank(self, size: int, seed: int = 0) -> tuple[np.ndarray, jax.Array]:
+        """(dataset indices, encoded latents [size, d]) of a bank."""
+        idx = self.bank_indices(size, seed)
         return idx, jnp.asarray(self.stack.encode(_rows(self.data.obs, idx)))
 
     def bank_groups(self, size: int, seed: int = 0) -> np.ndarray | None:
         """[size] the map (`Dataset.groups`) of each bank state; None for one map."""
         if self.data is None or self.data.groups is None:
             return None
-        idx = bank_index(self.data, size, seed, self.pinned())
+        idx = self.bank_indices(size, seed)
         return np.asarray(self.data.groups)[idx // self.data.obs.shape[1]]
 
     def bank_views(self, size: int, seed: int = 0) -> tuple[jax.Array, Callable]:
         """(the bank states' observations, flattened [size, k], `view(state)`: the agent's
         and the goal's observation alike [2, k]): what a family's map is told by when the
         latent does not keep it (`GraphLevelConfig.family_by`)."""
-        idx = bank_index(self.data, size, seed, self.pinned())
+        idx = self.bank_indices(size, seed)
         views = jnp.asarray(_view(_rows(self.data.obs, idx), batched=True))
         return views, lambda state: jnp.stack([_view(state.obs), _view(state.info["goal_obs"])])
 
@@ -321,13 +329,13 @@ class Context:
         """`data_edges` of a bank, once: shared by the data and critic graphs and
         `successors`."""
         if (size, seed) not in self._links:
-            idx = bank_index(self.data, size, seed, self.pinned())
+            idx = self.bank_indices(size, seed)
             self._links[(size, seed)] = data_edges(self.stack, self.data, idx)
         return self._links[(size, seed)]
 
     def successors(self, size: int, ahead: int, seed: int = 0) -> np.ndarray:
         """`data_successors` of a bank."""
-        idx = bank_index(self.data, size, seed, self.pinned())
+        idx = self.bank_indices(size, seed)
         return data_successors(self._data_edges(size, seed)[2], idx, ahead)
 
     def snapped(self, size: int, seed: int = 0):
@@ -336,7 +344,7 @@ class Context:
         kind = snap_space(self.data)
         if kind == "latent":
             return None
-        idx = bank_index(self.data, size, seed, self.pinned())
+        idx = self.bank_indices(size, seed)
         bank = jnp.asarray(_rows(snap_data(self.data, kind), idx), jnp.float32)
         if kind == "xy":
             return bank, lambda state: state.metrics["xy"]
@@ -346,4 +354,4 @@ class Context:
         """Goal-space positions of the bank states (diagnostics and plots only)."""
         if self.data is None or self.data.xy is None:
             return None
-        return _rows(self.data.xy, bank_index(self.data, size, seed, self.pinned()))
+        return _rows(self.data.xy, self.bank_indices(size, seed))
