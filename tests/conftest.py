@@ -1,4 +1,7 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -6,6 +9,17 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+
+def pytest_configure(config):
+    """A fresh XLA compilation cache per test process (each xdist worker its own: jax
+    writes entries unlocked). Tests rebuild the same programs from new closures, which
+    the in-memory jit cache cannot recognise and this one can."""
+    d = tempfile.mkdtemp(prefix="hplan-xla-cache-")
+    atexit.register(shutil.rmtree, d, ignore_errors=True)
+    jax.config.update("jax_compilation_cache_dir", d)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
 
 # A constant rate: 600 updates decayed to 0.05x left the path critic nearly flat here.
 SMALL = {"wm": {"latent_dim": 8, "hidden": 64, "strides": [1, 4]},

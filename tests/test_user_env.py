@@ -116,7 +116,7 @@ def test_a_users_env_runs_collect_train_bench_through_the_cli(tmp_path, capsys):
     assert main(["train", "--task", str(task), "--data", str(d), "--out", str(run)]) == 0
     assert (run / "critic0").is_dir() and (run / "critic1").is_dir()
     assert main(["bench", "--task", str(task), "--stack", str(run), "--data", str(d), "--agents",
-                 "flat-true,flat-mpc,hier-2", "--episodes", "8", "--json", str(out),
+                 "flat-true,hier-2", "--episodes", "8", "--json", str(out),
                  "--no-latency"]) == 0
     res = json.loads(out.read_text())
     rows = res["agents"]

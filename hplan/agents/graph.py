@@ -44,13 +44,15 @@ class BankGraph(NamedTuple):
     points: jax.Array
 
 
-def shortest_paths(m: int, src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """All-pairs shortest paths of an undirected weighted graph, BIG where unjoined."""
+def shortest_paths(m: int, src: np.ndarray, dst: np.ndarray, w: np.ndarray,
+                   limit: float = np.inf) -> np.ndarray:
+    """All-pairs shortest paths of an undirected weighted graph, BIG where unjoined (or,
+    with a finite `limit`, farther than it: Dijkstra then stops early)."""
     from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import shortest_path
+    from scipy.sparse.csgraph import dijkstra
 
     g = coo_matrix((np.maximum(w, 1e-3), (src, dst)), shape=(m, m)).tocsr()
-    d = shortest_path(g, method="D", directed=False)
+    d = dijkstra(g, directed=False, limit=limit)
     return np.minimum(d, BIG).astype(np.float32)
 
 

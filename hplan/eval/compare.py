@@ -154,13 +154,19 @@ def compare(task, agents: Mapping[str, Policy], seed: int, episodes: int,
             "episode_records": {n: raw[n]["records"] for n in raw}}, raw
 
 
-def build_agents(task, names: list[str], stack, data, policy: str | None = None
-                 ) -> dict[str, Policy]:
+def build_agents(task, names: list[str], stack, data, policy: str | None = None,
+                 ctx=None) -> dict[str, Policy]:
     """name -> policy for shipped agent names (or .toml paths); agents that name the same
-    bank share it and its graph. `policy`: a distilled System 1 policy's directory."""
+    bank share it and its graph. `policy`: a distilled System 1 policy's directory.
+    `ctx`: an `agents.Context` of the same task, stack and data whose banks and graphs
+    earlier agents already built."""
     from hplan import agents as A
 
-    ctx = A.Context(task, stack, data, policy=policy)
+    if ctx is None:
+        ctx = A.Context(task, stack, data, policy=policy)
+    elif ctx.task is not task or ctx.stack is not stack or ctx.data is not data:
+        raise ValueError("build_agents: ctx was built for another task, stack or data. "
+                         "Fix: pass the Context made from these, or none")
     out = {}
     for name in names:
         out[name] = A.make(name, task, stack, data, ctx=ctx)[0]
