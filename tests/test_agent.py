@@ -308,45 +308,10 @@ def test_reverse_cost_keeps_the_agent_from_turning_back(rooms):
     z, zg = model.encode(obs(jnp.array([4.5, 3.5]))), model.encode(obs(jnp.array([4.5, 1.5])))
     cols = {}
     for w in (0.0, 20.0):
-        actuator = A.mpc(ctx, dataclasses.replace(LOW, reverse=w))
-        state = actuator.init(jax.random.key(0))._replace(prev=jnp.array([0.0, 1.0]))
-        assert isinstance(state, MPCState)
-        cols[w] = float(jax.jit(actuator.act)(state, jax.random.key(0), z, zg)[1][1])
+        act = A.mpc(ctx, dataclasses.replace(LOW, reverse=w)).act
+        state = MPCState(jnp.zeros((LOW.horizon, 2)), jnp.array([0.0, 1.0]))
+        cols[w] = float(jax.jit(act)(state, jax.random.key(0), z, zg)[1][1])
     assert cols[0.0] < -0.5 and cols[20.0] > -0.1, cols
-
-
-def test_a_blocked_push_is_remembered_and_the_agent_slides_instead(rooms):
-    """`blocked`: pushed right (+col) into two-rooms' wall and not moved, the actuator
-    remembers the direction and its next action does not push right again, though the
-    subgoal lies to the right; a step that moved as the model predicted is no block."""
-    from hplan.agents.actuator import blocked_update
-    from hplan.core import ConfigError
-
-    for bad in ({"blocked": -1.0}, {"blocked_miss": 1.5}, {"blocked_steps": 0}):
-        with pytest.raises(ConfigError, match=next(iter(bad))):
-            MPCConfig(**bad)
-    task, st, _, ctx = rooms
-    model = st.model()
-    obs = task.env.unwrapped.observe
-    # two-rooms' dividing wall is column 6 (its door in row 4): (2.5, 5.5) is beside it
-    z, zg = model.encode(obs(jnp.array([2.5, 5.5]))), model.encode(obs(jnp.array([2.5, 8.5])))
-    cfg = dataclasses.replace(LOW, blocked=5.0)
-    actuator = A.mpc(ctx, cfg)
-    right = jnp.array([0.0, 1.0])
-    pushed = actuator.init(jax.random.key(0))._replace(prev=right, z_prev=z)
-    block, left = blocked_update(ctx, cfg, pushed, z)  # did not move
-    assert int(left) == cfg.blocked_steps and np.allclose(block, right)
-    moved = model.step(0, z, right)
-    _, left = blocked_update(ctx, cfg, pushed, moved)  # moved as predicted
-    assert int(left) == 0
-    _, left = blocked_update(ctx, cfg, actuator.init(jax.random.key(0)), z)  # first step
-    assert int(left) == 0
-    act = jax.jit(actuator.act)
-    plain = A.mpc(ctx, LOW).init(jax.random.key(0))._replace(prev=right)
-    a_plain = jax.jit(A.mpc(ctx, LOW).act)(plain, jax.random.key(0), z, zg)[1]
-    a_block = act(pushed, jax.random.key(0), z, zg)[1]
-    assert float(a_plain[1]) > 0.5, a_plain  # the model walks through the wall
-    assert float(a_block[1]) < 0.1, a_block
 
 
 def test_graph_hysteresis_keeps_a_reachable_previous_subgoal(rooms):

@@ -59,32 +59,18 @@ class MPCConfig:
     # Cost on reversing the action just executed: reverse * max(0, -<a_0, a_prev>) / |A|.
     # Damps back-and-forth round a subgoal; turns of up to 90 degrees are free. 0: off.
     reverse: float = 0.0
-    # Memory of a blocked push: when the last action moved the latent by less than
-    # `blocked_miss` of the step the model predicted (a wall the model walks through), its
-    # direction d is remembered for `blocked_steps` steps, and the first `blocked_ahead`
-    # actions of a plan pay blocked * max(0, <a_t, d>) each: the agent slides along
-    # the obstacle instead of pushing into it again. 0: off.
-    blocked: float = 0.0
-    blocked_miss: float = 0.3
-    blocked_steps: int = 4
-    blocked_ahead: int = 2
 
     def __post_init__(self):
         if self.planner not in PLANNERS:
             raise ConfigError("planner", f"planner={self.planner!r}", f"use one of {PLANNERS}")
         if self.critic not in CRITIC_ON:
             raise ConfigError("critic", f"critic={self.critic!r}", f"use one of {CRITIC_ON}")
-        for key in ("horizon", "iters", "restarts", "samples", "elites", "sample_iters",
-                    "blocked_steps", "blocked_ahead"):
+        for key in ("horizon", "iters", "restarts", "samples", "elites", "sample_iters"):
             v = getattr(self, key)
             if not (isinstance(v, int) and v >= (0 if key == "sample_iters" else 1)):
                 raise ConfigError(key, f"{key}={v!r}", "use a positive integer")
-        for key in ("reverse", "blocked"):
-            if not getattr(self, key) >= 0:
-                raise ConfigError(key, f"{key}={getattr(self, key)!r}", "use a weight >= 0")
-        if not 0 < self.blocked_miss < 1:
-            raise ConfigError("blocked_miss", f"blocked_miss={self.blocked_miss!r}",
-                              "use a fraction of the predicted step in (0, 1)")
+        if not self.reverse >= 0:
+            raise ConfigError("reverse", f"reverse={self.reverse!r}", "use a weight >= 0")
         if not self.inverse_within >= 0:
             raise ConfigError("inverse_within", f"inverse_within={self.inverse_within!r}",
                               "use a distance in base steps >= 0 (0: off)")
@@ -154,30 +140,6 @@ def latent_cost(ctx, cfg: MPCConfig) -> Callable[[jax.Array, jax.Array, jax.Arra
 class MPCState(NamedTuple):
     plan: jax.Array  # [H, A] the warm start: last step's plan, shifted
     prev: jax.Array  # [A] the action executed last
-    z_prev: jax.Array  # the latent the last action was planned from
-    block: jax.Array  # [A] unit direction of the last blocked push
-    block_left: jax.Array  # steps the block is remembered for (0: none)
-
-
-def latent_like(ctx) -> jax.ShapeDtypeStruct:
-    """The shape of one latent of this stack (from the task's observation size)."""
-    size = ctx.task.env.observation_size
-    obs = jax.ShapeDtypeStruct((size,) if isinstance(size, int) else tuple(size), jnp.float32)
-    model = nnx.merge(ctx.stack.wm_graph, ctx.stack.wm_params)
-    return jax.eval_shape(model.encode, obs)
-
-
-def blocked_update(ctx, cfg: MPCConfig, state: MPCState, z: jax.Array):
-    """(block, block_left) after observing `z`: the last push is blocked when the latent
-    moved less than `blocked_miss` of the model's predicted step (of at least 0.3 base
-    steps; the first step, with no action yet, never is)."""
-    model = nnx.merge(ctx.stack.wm_graph, ctx.stack.wm_params)
-    want = costs.safe_norm(model.step(0, state.z_prev, state.prev) - state.z_prev) / ctx.scale
-    got = costs.safe_norm(z - state.z_prev) / ctx.scale
-    speed = costs.safe_norm(state.prev)
-    hit = (want >= 0.3) & (got < cfg.blocked_miss * want) & (speed > 0)
-    left = jnp.where(hit, cfg.blocked_steps, jnp.maximum(state.block_left - 1, 0))
-    return jnp.where(hit, state.prev / jnp.maximum(speed, 1e-6), state.block), left
 
 
 def mpc(ctx, cfg: MPCConfig, planner: P.Planner | None = None) -> Actuator:
@@ -189,37 +151,26 @@ def mpc(ctx, cfg: MPCConfig, planner: P.Planner | None = None) -> Actuator:
     size = ctx.task.env.action_size
     final = inverse_step(ctx) if cfg.inverse_within > 0 else None
 
-    zero_z = latent_like(ctx) if cfg.blocked > 0 else jax.ShapeDtypeStruct((0,), jnp.float32)
-
     def init(key):
         del key
         return MPCState(jnp.zeros((cfg.horizon, size), jnp.float32),
-                        jnp.zeros((size,), jnp.float32), jnp.zeros(zero_z.shape, jnp.float32),
-                        jnp.zeros((size,), jnp.float32), jnp.int32(0))
+                        jnp.zeros((size,), jnp.float32))
 
-    def total(z, subgoal, state):
-        def c(a):
-            out = cost(z, subgoal, a)
-            if cfg.reverse > 0:
-                out = out + cfg.reverse * jax.nn.relu(-jnp.dot(filt(a[0]), state.prev)) / size
-            if cfg.blocked > 0:
-                push = jax.nn.relu(filt(a[: cfg.blocked_ahead]) @ state.block)
-                out = out + jnp.where(state.block_left > 0, cfg.blocked * jnp.sum(push), 0.0)
-            return out
-        return c
+    def total(z, subgoal, prev):
+        if cfg.reverse == 0:
+            return lambda a: cost(z, subgoal, a)
+        return lambda a: cost(z, subgoal, a) + cfg.reverse * jax.nn.relu(
+            -jnp.dot(filt(a[0]), prev)) / size
 
     def act(state, key, z, subgoal):
-        if cfg.blocked > 0:
-            block, left = blocked_update(ctx, cfg, state, z)
-            state = state._replace(block=block, block_left=left)
-        plan, info = P.solve(planner, total(z, subgoal, state), state.plan, key, cfg.iters)
+        plan, info = P.solve(planner, total(z, subgoal, state.prev), state.plan, key,
+                             cfg.iters)
         n = info["n_evals"]
         a = filt(plan[0])
         if final is not None:
             near = costs.safe_norm(subgoal - z) / ctx.scale <= cfg.inverse_within
             a = jnp.where(near, filt(final(z, subgoal)), a)
-        z_prev = z if cfg.blocked > 0 else state.z_prev
-        return MPCState(P.shift(plan), a, z_prev, state.block, state.block_left), a, {
+        return MPCState(P.shift(plan), a), a, {
             "cost": info["cost"], "n_evals": n, "n_model": n * cfg.horizon,
             "n_critic": n * cfg.critic_calls, "plan": filt(plan)}
 
