@@ -3,42 +3,16 @@
 from __future__ import annotations
 
 import json
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from hplan.eval.provenance import commit, machine
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def machine() -> dict:
-    dev = jax.devices()[0]
-    try:
-        import os
-
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = None
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "cpu_cores": cores, "jax_backend": jax.default_backend(),
-            "device": getattr(dev, "device_kind", str(dev)), "jax": jax.__version__}
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
-        # The results a benchmark rewrites as it runs do not make the code dirty.
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                ":(top,exclude)bench/results"],
-                               capture_output=True, text=True, cwd=Path(__file__).parent)
-        return out + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def timeit(fn, repeats: int = 5) -> tuple[float, float, list[float]]:

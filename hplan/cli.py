@@ -326,6 +326,9 @@ def _bench(args) -> int:
         "levels (a value-and-grad through the H-step rollout counts H)")
     results["stack"] = str(cache)
     print(compare.format_table(results))
+    from hplan.eval.provenance import stamp
+
+    results = {**stamp(), **results}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -119,6 +119,7 @@ def test_a_users_env_runs_collect_train_bench_through_the_cli(tmp_path, capsys):
                  "flat-true,hier-2", "--episodes", "8", "--json", str(out),
                  "--no-latency"]) == 0
     res = json.loads(out.read_text())
+    assert res["commit"] and res["machine"]["jax_backend"]  # where it came from
     rows = res["agents"]
     printed = capsys.readouterr().out
     assert "n/a" in printed  # no oracle: SPL and path ratio are n/a, not a crash
