@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from hplan.eval.provenance import commit, machine
+from hplan.eval.provenance import stamp
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -46,7 +46,7 @@ def write(name: str, payload: dict, out: str | None = None) -> Path:
     tag = "gpu" if jax.default_backend() == "gpu" else "cpu"
     path = Path(out) if out else RESULTS / f"{name}_{tag}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"commit": commit(), "machine": machine(), **payload}
+    payload = {**stamp(), **payload}
     path.write_text(json.dumps(payload, indent=2))
     return path
 

@@ -164,9 +164,10 @@ def build_agents(task, names: list[str], stack, data, policy: str | None = None,
 
     if ctx is None:
         ctx = A.Context(task, stack, data, policy=policy)
-    elif ctx.task is not task or ctx.stack is not stack or ctx.data is not data:
-        raise ValueError("build_agents: ctx was built for another task, stack or data. "
-                         "Fix: pass the Context made from these, or none")
+    elif (ctx.task is not task or ctx.stack is not stack or ctx.data is not data
+          or (policy is not None and ctx.policy != policy)):
+        raise ValueError("build_agents: ctx was built for another task, stack, data or "
+                         "policy. Fix: pass the Context made from these, or none")
     out = {}
     for name in names:
         out[name] = A.make(name, task, stack, data, ctx=ctx)[0]
