@@ -11,7 +11,14 @@ change of the oracle's geodesic distance to the goal (in full-speed steps):
   (the level-0 model or critic erred); `sub_behind`: how often the subgoal was farther
   from the goal than the agent (by more than half a step);
 - `ratio`: steps taken / geodesic optimum of the episode; `own_map` (task families): the
-  share of bank subgoals on the episode's own map.
+  share of bank subgoals on the episode's own map;
+- where the graph level placed the agent (its `graph_node`) against where it was:
+  `loc_off` the median geodesic distance between the two (steps), `loc_far` the share of
+  steps it was over 2 steps off, `loc_across` the share over 2 steps off by geodesic while
+  within 1 step in the plane (placed across a wall); and the level's own distance to the
+  goal (`graph_togo`) against the oracle's: `togo_wrong`, the share of steps whose change
+  of it disagrees in sign with the oracle's where the oracle moved by half a step or more.
+  Each also on the failed episodes alone (`fail_*`).
 
 Subgoals are read as the recorded position of the bank state the lowest graph level chose
 (the goal where it chose the goal). Point mazes only (needs the oracle and recorded xy).
@@ -70,6 +77,32 @@ def classify(orc, pos, goal, acts, stg, sub_xy, maps=None) -> dict:
             "success": float((stg > 0).mean())}
 
 
+def localisation(orc, pos, goal, stg, node_xy, togo, maps=None) -> dict:
+    """Where the graph level placed the agent, and its distance to the goal, against the
+    oracle (see the module docstring), over all episodes and over the failed ones."""
+    n, t1, _ = pos.shape
+    maps = np.zeros(n, int) if maps is None else np.asarray(maps)
+    flat = np.repeat(maps, t1 - 1)
+    here = pos[:, :-1].reshape(-1, 2)
+    off = orc.geodesic(node_xy.reshape(-1, 2), here, flat).reshape(n, t1 - 1)
+    plane = (np.linalg.norm(node_xy - pos[:, :-1], axis=-1) / orc.max_step)
+    d = orc.geodesic(here, np.repeat(goal, t1 - 1, 0), flat).reshape(n, t1 - 1)
+    live = np.arange(t1 - 1)[None] < np.where(stg > 0, stg, t1 - 1)[:, None]
+    dd, dt = np.diff(d, axis=1), np.diff(togo, axis=1)
+    moved = live[:, 1:] & (np.abs(dd) >= 0.5)
+    wrong = moved & (np.sign(dd) != np.sign(dt))
+    out = {}
+    for tag, sel in (("", np.ones(n, bool)), ("fail_", stg <= 0)):
+        lv, mv = live & sel[:, None], moved & sel[:, None]
+        if not lv.any():
+            continue
+        out[f"{tag}loc_off"] = float(np.median(off[lv]))
+        out[f"{tag}loc_far"] = float((off[lv] > 2).mean())
+        out[f"{tag}loc_across"] = float(((off > 2) & (plane <= 1))[lv].mean())
+        out[f"{tag}togo_wrong"] = float((wrong & sel[:, None]).sum() / max(mv.sum(), 1))
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--task", default="maze32")
@@ -94,6 +127,12 @@ def main(argv=None):
         maps = res["first"].get("context")
         row = classify(orc, np.asarray(res["positions"]), goal, np.asarray(res["actions"]),
                        np.asarray(res["steps_to_goal"]), sub_xy, maps)
+        info = res["info"]
+        if "graph_node" in info:
+            row.update(localisation(orc, np.asarray(res["positions"]), goal,
+                                    np.asarray(res["steps_to_goal"]),
+                                    bank_xy[np.asarray(info["graph_node"])],
+                                    np.asarray(info["graph_togo"]), maps))
         groups = ctx.bank_groups(cfg.levels[-1].config.bank)
         if maps is not None and groups is not None:  # subgoals on the episode's own map
             mine = groups[np.maximum(idx, 0)] == np.asarray(maps).reshape(-1, 1)

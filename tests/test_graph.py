@@ -132,11 +132,13 @@ def test_the_agent_is_localised_on_the_side_it_came_from(track):
     state = level.init(jax.random.key(0), goal)
     for i, z in enumerate(walk):
         state, sub, info = step(state, jax.random.key(i), jnp.asarray(z), goal)
-    idx = int(info["idx"])
+    idx, node = int(info["idx"]), int(info["node"])  # `node`: where it placed the agent
     if track:
         assert idx >= 0 and pts[idx, 0] == 0.0  # a state on the left arm
+        assert pts[node, 0] == 0.0
     else:  # across the corner: the goal itself or a state on the right arm
         assert np.asarray(sub)[0] == pytest.approx(0.7)
+        assert pts[node, 0] > 0.0
 
 
 def l_graph():

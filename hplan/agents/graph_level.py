@@ -476,7 +476,8 @@ def graph_level(graph: G.BankGraph, scale: float,
                        stall_z=jnp.where(stall_now, z, s.stall_z),
                        stalled=(s.stalled | stall_now) & ~cut,
                        node=jz.astype(jnp.int32), node_z=z, shock=jnp.bool_(False))
-        return s, sub, {**level_info(), "idx": idx, "cut": cut, "togo": here}
+        return s, sub, {**level_info(), "idx": idx, "cut": cut, "togo": here,
+                        "node": jz.astype(jnp.int32)}
 
     def surprised(s: GraphLevelState) -> GraphLevelState:
         return s._replace(shock=jnp.bool_(True))

@@ -129,7 +129,9 @@ def chain(levels: Sequence[Level], actuator: Actuator,
     step summed over levels: `n_evals` (planner cost evaluations), `n_model`,
     `n_critic`; `cut`: a level cut its graph this step; `pred_error` (and `pred_move`,
     the length of the step that was predicted, both in base steps) and `surprise` (a
-    spike this step; with `surprise.react` every level re-planned)."""
+    spike this step; with `surprise.react` every level re-planned); with a graph level,
+    `graph_node` (the bank state the lowest one localised the agent on) and `graph_togo`
+    (its graph distance to the target from the agent, base steps)."""
     levels = tuple(levels)
 
     def init(key: jax.Array, state: State) -> ChainState:
@@ -154,7 +156,7 @@ def chain(levels: Sequence[Level], actuator: Actuator,
                                  else ls for lv, ls in zip(levels, level_states, strict=True))
             act_state = S.select(react, actuator.init(k_act), act_state)
         new_levels, idx, n_model, n_critic = [], [], jnp.int32(0), jnp.int32(0)
-        cut = jnp.bool_(False)
+        cut, where_on = jnp.bool_(False), {}
         for lv, ls, k in zip(levels, level_states, ks, strict=False):
             where = () if lv.locate is None else (lv.locate(state),)
             ls, target, info = lv.step(ls, k, z, target, *where)
@@ -163,6 +165,7 @@ def chain(levels: Sequence[Level], actuator: Actuator,
             n_model = n_model + info["n_model"]
             n_critic = n_critic + info["n_critic"]
             cut = cut | info.get("cut", jnp.bool_(False))
+            where_on.update({k: info[k] for k in ("node", "togo") if k in info})
         act_state, action, a_info = actuator.act(act_state, k_act, z, target)
         if predict is not None:
             sur = S.predicted(sur, z, predict(z, action), scale)
@@ -172,7 +175,8 @@ def chain(levels: Sequence[Level], actuator: Actuator,
                 "n_model": a_info["n_model"] + n_model + (predict is not None),
                 "n_critic": a_info["n_critic"] + n_critic, "cut": cut,
                 "pred_error": sur.error, "pred_move": checked_move,
-                "surprise": spike & (predict is not None)}
+                "surprise": spike & (predict is not None),
+                **{f"graph_{k}": v for k, v in where_on.items()}}
         if "record" in a_info:
             info["record"] = a_info["record"]
         return ChainState(tuple(new_levels), act_state, key, sur), action, info
