@@ -283,12 +283,25 @@ def test_per_map_graphs_never_cut_through_a_wall():
     assert checked > 50 and reachable > 0.3 * checked, (checked, reachable)
 
 
-def test_path_edges_keep_to_one_map_and_measure_no_shortcut():
-    """The graph level's "path" links: none joins two maps, and none is shorter than the
-    straight line between its two bank states (both in the common full-speed step)."""
+def off_main(src, dst, w, bank_map):
+    """Bank states outside their map's largest linked component."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    m = len(bank_map)
+    _, lab = connected_components(coo_matrix((w, (src, dst)), shape=(m, m)), directed=False)
+    return sum(int((bank_map == g).sum() - np.bincount(lab[bank_map == g]).max())
+               for g in np.unique(bank_map))
+
+
+def test_path_and_state_edges_keep_to_one_map_and_measure_no_shortcut():
+    """The graph level's "path" and "states" links: none joins two maps, and none is
+    shorter than the straight line between its two bank states (both in the common
+    full-speed step); joined wherever trajectories met, the state graph leaves fewer bank
+    states off their map's main part."""
     from types import SimpleNamespace
 
-    from hplan.agents.context import bank_index, path_edges
+    from hplan.agents.context import bank_index, path_edges, state_edges
     from hplan.data.collect import collect
     from hplan.tasks import TaskSpec, build
 
@@ -297,11 +310,35 @@ def test_path_edges_keep_to_one_map_and_measure_no_shortcut():
                               "family_args": {"size": 9, "door": 2, "margin": 4}})
     ds = collect(build(spec), jax.random.key(2), episodes=120, steps=32)
     idx = bank_index(ds, 600, seed=0)
-    (src, dst, w), points = path_edges(SimpleNamespace(encode=lambda o: o), ds, idx)
+    stack = SimpleNamespace(encode=lambda o: o)
     t1 = ds.obs.shape[1]
     bank_map = ds.groups[idx // t1]
-    assert len(src) > 300
-    assert np.all(bank_map[src] == bank_map[dst])
-    straight = np.linalg.norm(points[src] - points[dst], axis=-1)
-    assert np.all(w >= straight - 0.01)  # (path_links' distances: float32 cancellation)
-    assert np.median(w / np.maximum(straight, 1e-6)) < 2.0  # mostly near-straight runs
+    off = {}
+    for kind, edges in (("path", path_edges), ("states", state_edges)):
+        (src, dst, w), points = edges(stack, ds, idx)
+        assert len(src) > 300
+        assert np.all(bank_map[src] == bank_map[dst])
+        straight = np.linalg.norm(points[src] - points[dst], axis=-1)
+        assert np.all(w >= straight - 0.01)  # (float32 cancellation)
+        assert np.median(w / np.maximum(straight, 1e-6)) < 2.0  # mostly near-straight runs
+        off[kind] = off_main(src, dst, w, bank_map)
+    assert off["states"] <= off["path"], off
+
+
+def test_bridges_join_a_maps_islands_within_their_cap_and_never_two_maps():
+    """Two clusters of bank states a step apart on map 0 and one on map 1 beside them:
+    a bridge of cap 1.5 joins map 0's two (at their nearest pair), cap 0.5 leaves them,
+    and map 1 is never joined to map 0."""
+    from hplan.agents.context import bridged
+
+    line = np.array([[0.0, 0.0], [0.3, 0.0], [0.6, 0.0]])
+    points = np.concatenate([line, line + [1.6, 0.0], line + [0.0, 0.2]]).astype(np.float32)
+    groups = np.array([0] * 6 + [1] * 3)
+    src, dst = np.array([0, 1, 3, 4, 6, 7]), np.array([1, 2, 4, 5, 7, 8])
+    links = (src, dst, np.full(6, 0.3, np.float32))
+    s, d, w = bridged(points, links, groups, cap=1.5)
+    new = sorted(zip(s[6:].tolist(), d[6:].tolist(), strict=True))
+    assert {tuple(sorted(p)) for p in new} == {(2, 3)}  # 0.6 -> 1.6: one step apart
+    assert np.allclose(w[6:], 1.0)
+    assert np.all(groups[s] == groups[d])
+    assert len(bridged(points, links, groups, cap=0.5)[0]) == 6

@@ -50,8 +50,13 @@ class GraphLevelConfig:
     # links between them: "data" (the dataset's own transitions, each state snapped to
     # its nearest bank state), "path" (trajectory stretches between the bank states a
     # trajectory passes within 0.4 steps of: no snapping across a thin wall where the
-    # bank is sparse) or "critic" (short critic0 hops, kept where the data confirms them)
+    # bank is sparse), "states" (shortest paths through every dataset state of the map,
+    # trajectories joined wherever they met: `Context.state_edges`) or "critic" (short
+    # critic0 hops, kept where the data confirms them)
     edges: str = "data"
+    # Straight links up to `bridge` steps (in the space the links were measured) join the
+    # islands that trajectory stretches leave on each map (`Context.graph`); 0: off.
+    bridge: float = 0.0
     reach: float = 2.0  # graph distance to a chosen subgoal
     progress: float = 0.5  # extra weight on the subgoal's distance to the target
     commit: float = 0.5  # hysteresis: + commit * D(previous subgoal, candidate)
@@ -129,7 +134,7 @@ class GraphLevelConfig:
             if not getattr(self, key) > 0:
                 raise ConfigError(key, f"{key}={getattr(self, key)!r}",
                                   "use a positive number")
-        for key in ("progress", "commit", "track", "relocalise", "sight"):
+        for key in ("progress", "commit", "track", "relocalise", "sight", "bridge"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(key, f"{key}={getattr(self, key)!r}", "use a number >= 0")
         if not (isinstance(self.patience, int) and self.patience >= 0):
@@ -153,7 +158,7 @@ class GraphLevelConfig:
         for key, choices in (("localise", ("latent", "observation")),
                              ("reach_from", ("agent", "bank")),
                              ("family_by", ("latent", "observation")),
-                             ("edges", ("data", "path", "critic"))):
+                             ("edges", ("data", "path", "states", "critic"))):
             v = getattr(self, key)
             if v not in choices:
                 raise ConfigError(key, f"{key}={v!r}", "use " + " or ".join(map(repr, choices)))
@@ -178,8 +183,8 @@ def make(cfg: GraphLevelConfig, ctx) -> Level:
         if cfg.family_by == "observation":
             seen_by = ctx.bank_views(cfg.bank)
     succ = jnp.asarray(ctx.successors(cfg.bank, cfg.heading)) if cfg.heading > 0 else None
-    return graph_level(ctx.graph(cfg.bank, cfg.edges), ctx.scale, cfg, snapped, slow,
-                       groups, seen_by, succ)
+    return graph_level(ctx.graph(cfg.bank, cfg.edges, bridge=cfg.bridge), ctx.scale, cfg,
+                       snapped, slow, groups, seen_by, succ)
 
 
 SIGHTED = 32  # candidates checked for line of sight per step (`GraphLevelConfig.sight`)
