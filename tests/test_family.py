@@ -342,3 +342,7 @@ def test_bridges_join_a_maps_islands_within_their_cap_and_never_two_maps():
     assert np.allclose(w[6:], 1.0)
     assert np.all(groups[s] == groups[d])
     assert len(bridged(points, links, groups, cap=0.5)[0]) == 6
+    # Two links out of each piece, to distinct states: a way round once one is cut.
+    s, d, _ = bridged(points, links, groups, cap=1.5, each=2)
+    assert {tuple(sorted(p)) for p in zip(s[6:].tolist(), d[6:].tolist(), strict=True)} \
+        == {(2, 3), (2, 4), (1, 3)}

@@ -249,12 +249,16 @@ def state_edges(stack, data, index: np.ndarray, radius: float = 0.3, span: float
     return (src, dst, w), _rows(x, index) / step
 
 
-def bridged(points: np.ndarray, links, groups: np.ndarray, cap: float):
+def bridged(points: np.ndarray, links, groups: np.ndarray, cap: float, each: int = 1):
     """`links` (src, dst, w) plus, on each map (`groups` [M]), the shortest straight
-    links (by `points` [M, k], in steps) that join its islands, at most `cap` long: a
-    minimum spanning forest over the map's components (Boruvka). Trajectory stretches
-    leave islands where a few episodes kept to a corner: on two-rooms-random from pixels
-    the agent or the goal sat on one in 5 of 20 tuning episodes, with no route at all."""
+    links (by `points` [M, k], in steps) that join its islands, at most `cap` long: each
+    piece's `each` shortest links out, to as many states, until the map is one piece
+    (with `each = 1` a minimum spanning forest, Boruvka). Trajectory stretches leave
+    islands where a few episodes kept to a corner: on two-rooms-random from pixels the
+    agent or the goal sat on one in 5 of 20 tuning episodes, with no route at all. The
+    nearest state may lie across a thin wall: with a single link out, cutting it where
+    the agent stalls leaves no route, the cut is dropped and the agent stays; more links
+    out leave a way round once it is cut."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -277,14 +281,15 @@ def bridged(points: np.ndarray, links, groups: np.ndarray, cap: float):
                 break
             gap = np.where(lab[:, None] == lab[None], np.inf, d)
             new = 0
-            for c in range(k):  # each island's shortest link out
+            for c in range(k):  # each piece's shortest links out, to distinct states
                 rows = np.flatnonzero(lab == c)
-                i, j = np.unravel_index(np.argmin(gap[rows]), (len(rows), len(sel)))
-                if gap[rows[i], j] <= cap:
-                    add[0].append(sel[rows[i]])
-                    add[1].append(sel[j])
-                    add[2].append(np.float32(gap[rows[i], j]))
-                    new += 1
+                out = gap[rows].min(0)
+                for j in np.argsort(out)[:each]:
+                    if out[j] <= cap:
+                        add[0].append(sel[rows[np.argmin(gap[rows, j])]])
+                        add[1].append(sel[j])
+                        add[2].append(np.float32(out[j]))
+                        new += 1
             if new == 0:
                 break
     if not add[0]:
@@ -406,11 +411,11 @@ class Context:
         return speed[np.asarray(nearest_states(bank, neighbours))].mean(1)
 
     def graph(self, size: int, edges: str = "data", seed: int = 0,
-              bridge: float = 0.0) -> G.BankGraph:
+              bridge: float = 0.0, bridges: int = 1) -> G.BankGraph:
         """The bank graph (cached: agents that share a bank share its graph); with
         `bridge` > 0, its islands on each map joined by straight links up to that many
-        steps long (`bridged`)."""
-        key = (size, edges, seed, bridge)
+        steps long, `bridges` out of each (`bridged`)."""
+        key = (size, edges, seed, bridge, bridges)
         if key not in self._graphs:
             idx, bank = self.bank(size, seed)
             if edges == "path":
@@ -427,7 +432,8 @@ class Context:
             if bridge > 0:
                 groups = self.bank_groups(size, seed)
                 links = bridged(np.asarray(points), links,
-                                np.zeros(len(idx), int) if groups is None else groups, bridge)
+                                np.zeros(len(idx), int) if groups is None else groups, bridge,
+                                bridges)
             self._graphs[key] = G.build(bank, *links, pinned=np.isin(idx, self.pinned()),
                                         points=points)
         return self._graphs[key]

@@ -57,6 +57,7 @@ class GraphLevelConfig:
     # Straight links up to `bridge` steps (in the space the links were measured) join the
     # islands that trajectory stretches leave on each map (`Context.graph`); 0: off.
     bridge: float = 0.0
+    bridges: int = 1  # links out of each island (to as many states): a way round a cut one
     reach: float = 2.0  # graph distance to a chosen subgoal
     progress: float = 0.5  # extra weight on the subgoal's distance to the target
     commit: float = 0.5  # hysteresis: + commit * D(previous subgoal, candidate)
@@ -148,7 +149,7 @@ class GraphLevelConfig:
         if not (isinstance(self.heading, int) and self.heading >= 0):
             raise ConfigError("heading", f"heading={self.heading!r}",
                               "use an integer >= 0 (data steps ahead; 0: off)")
-        for key in ("max_cuts", "bank", "ban_steps", "family_steps"):
+        for key in ("max_cuts", "bank", "ban_steps", "family_steps", "bridges"):
             v = getattr(self, key)
             if not (isinstance(v, int) and v >= 1):
                 raise ConfigError(key, f"{key}={v!r}", "use a positive integer")
@@ -183,8 +184,8 @@ def make(cfg: GraphLevelConfig, ctx) -> Level:
         if cfg.family_by == "observation":
             seen_by = ctx.bank_views(cfg.bank)
     succ = jnp.asarray(ctx.successors(cfg.bank, cfg.heading)) if cfg.heading > 0 else None
-    return graph_level(ctx.graph(cfg.bank, cfg.edges, bridge=cfg.bridge), ctx.scale, cfg,
-                       snapped, slow, groups, seen_by, succ)
+    graph = ctx.graph(cfg.bank, cfg.edges, bridge=cfg.bridge, bridges=cfg.bridges)
+    return graph_level(graph, ctx.scale, cfg, snapped, slow, groups, seen_by, succ)
 
 
 SIGHTED = 32  # candidates checked for line of sight per step (`GraphLevelConfig.sight`)
