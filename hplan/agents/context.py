@@ -171,6 +171,21 @@ def data_successors(snapped: np.ndarray, index: np.ndarray, ahead: int) -> np.nd
     return snapped[ep, np.minimum(t + ahead, t1 - 1)]
 
 
+def per_map(data, index: np.ndarray, t1: int):
+    """For each map (`Dataset.groups`) holding two bank states or more: (map, its
+    episodes, the bank states on it (positions in `index`), their flat indices into its
+    episodes' [len(episodes) * t1] states)."""
+    index = np.asarray(index)
+    n = data.obs.shape[0]
+    groups = np.zeros(n, np.int64) if data.groups is None else np.asarray(data.groups)
+    episode = index // t1
+    for g in np.unique(groups):
+        eps = np.flatnonzero(groups == g)
+        sel = np.flatnonzero(np.isin(episode, eps))
+        if len(sel) >= 2:
+            yield g, eps, sel, np.searchsorted(eps, episode[sel]) * t1 + index[sel] % t1
+
+
 def path_edges(stack, data, index: np.ndarray, radius: float = 0.4):
     """`data_edges` without snapping: a dataset state joins a bank state only within
     `radius` steps of it, and two bank states are linked by the stretch of trajectory
@@ -181,16 +196,8 @@ def path_edges(stack, data, index: np.ndarray, radius: float = 0.4):
     from hplan.wm.critic import hops, path_links, step_unit
 
     x, step = snap_states(stack, data)
-    n, t1 = x.shape[:2]
-    groups = np.zeros(n, np.int64) if data.groups is None else np.asarray(data.groups)
-    episode = np.asarray(index) // t1
     links = []
-    for g in np.unique(groups):
-        eps = np.flatnonzero(groups == g)
-        sel = np.flatnonzero(np.isin(episode, eps))  # the bank states on this map
-        if len(sel) < 2:
-            continue
-        local = np.searchsorted(eps, episode[sel]) * t1 + np.asarray(index)[sel] % t1
+    for _, eps, sel, local in per_map(data, index, x.shape[1]):
         c = path_links(x[eps], local, radius)[1].tocoo()
         # path_links measures in its map's own full-speed step: back to the common one
         unit = step_unit(hops(x[eps])) / step
@@ -217,16 +224,9 @@ def state_edges(stack, data, index: np.ndarray, radius: float = 0.3, span: float
     from scipy.spatial import cKDTree
 
     x, step = snap_states(stack, data)
-    n, t1 = x.shape[:2]
-    groups = np.zeros(n, np.int64) if data.groups is None else np.asarray(data.groups)
-    index = np.asarray(index)
-    episode = index // t1
+    t1 = x.shape[1]
     links = []
-    for g in np.unique(groups):
-        eps = np.flatnonzero(groups == g)
-        bank = np.flatnonzero(np.isin(episode, eps))  # the bank states on this map
-        if len(bank) < 2:
-            continue
+    for g, eps, bank, local in per_map(data, index, t1):
         if len(eps) * t1 > STATE_GRAPH_MAX:
             raise ValueError(f"map {g} holds {len(eps) * t1} dataset states, over the "
                              f"{STATE_GRAPH_MAX} a state graph holds. Fix: use "
@@ -240,7 +240,6 @@ def state_edges(stack, data, index: np.ndarray, radius: float = 0.3, span: float
         graph = coo_matrix((np.maximum(np.r_[w0, w1], 1e-3),
                             (np.r_[s0, near[:, 0]], np.r_[s1, near[:, 1]])),
                            shape=(len(z),) * 2).tocsr()
-        local = np.searchsorted(eps, episode[bank]) * t1 + index[bank] % t1
         d = dijkstra(graph, directed=False, indices=local, limit=span)[:, local]
         i, j = np.nonzero(np.isfinite(d) & (d > 0))
         keep = i < j
