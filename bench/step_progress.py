@@ -125,12 +125,11 @@ def main(argv=None):
         idx = np.asarray(res["info"]["subgoal_idx"])
         sub_xy = np.where((idx >= 0)[..., None], bank_xy[np.maximum(idx, 0)], goal[:, None])
         maps = res["first"].get("context")
-        row = classify(orc, np.asarray(res["positions"]), goal, np.asarray(res["actions"]),
-                       np.asarray(res["steps_to_goal"]), sub_xy, maps)
+        pos, stg = np.asarray(res["positions"]), np.asarray(res["steps_to_goal"])
+        row = classify(orc, pos, goal, np.asarray(res["actions"]), stg, sub_xy, maps)
         info = res["info"]
         if "graph_node" in info:
-            row.update(localisation(orc, np.asarray(res["positions"]), goal,
-                                    np.asarray(res["steps_to_goal"]),
+            row.update(localisation(orc, pos, goal, stg,
                                     bank_xy[np.asarray(info["graph_node"])],
                                     np.asarray(info["graph_togo"]), maps))
         groups = ctx.bank_groups(cfg.levels[-1].config.bank)

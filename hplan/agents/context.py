@@ -261,41 +261,38 @@ def bridged(points: np.ndarray, links, groups: np.ndarray, cap: float, each: int
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    src, dst, w = links
-    add = [[], [], []]
+    src, dst, w = (np.asarray(a) for a in links)
+    add = []
     for g in np.unique(groups):
         sel = np.flatnonzero(groups == g)
+        mine = np.isin(src, sel) & np.isin(dst, sel)  # this map's links, in its own ids
+        a, b = np.searchsorted(sel, src[mine]), np.searchsorted(sel, dst[mine])
         p = points[sel]
         d = np.sqrt(np.maximum((p**2).sum(1)[:, None] - 2 * p @ p.T + (p**2).sum(1)[None],
                                0.0))
         while True:
-            s_, d_, w_ = (np.concatenate([np.asarray(a), np.asarray(b)])
-                          for a, b in zip((src, dst, w), add, strict=True))
-            inside = np.isin(s_, sel) & np.isin(d_, sel)
-            loc = np.searchsorted(sel, np.stack([s_[inside], d_[inside]]))
             k, lab = connected_components(
-                coo_matrix((w_[inside], tuple(loc)), shape=(len(sel),) * 2),
-                directed=False)
+                coo_matrix((np.ones(len(a)), (a, b)), shape=(len(sel),) * 2), directed=False)
             if k == 1:
                 break
             gap = np.where(lab[:, None] == lab[None], np.inf, d)
-            new = 0
+            new = []
             for c in range(k):  # each piece's shortest links out, to distinct states
                 rows = np.flatnonzero(lab == c)
                 out = gap[rows].min(0)
-                for j in np.argsort(out)[:each]:
-                    if out[j] <= cap:
-                        add[0].append(sel[rows[np.argmin(gap[rows, j])]])
-                        add[1].append(sel[j])
-                        add[2].append(np.float32(out[j]))
-                        new += 1
-            if new == 0:
+                new += [(rows[np.argmin(gap[rows, j])], j, out[j])
+                        for j in np.argsort(out)[:each] if out[j] <= cap]
+            if not new:
                 break
-    if not add[0]:
+            ni, nj, _ = (np.array(v) for v in zip(*new, strict=True))
+            a, b = np.r_[a, ni], np.r_[b, nj]
+            add += [(sel[i], sel[j], x) for i, j, x in new]
+    if not add:
         return links
     # (an island's link may be found twice, from either side: a duplicate link is harmless)
-    return tuple(np.concatenate([np.asarray(a), np.asarray(b, dtype=np.asarray(a).dtype)])
-                 for a, b in zip((src, dst, w), add, strict=True))
+    ai, aj, aw = (np.array(v) for v in zip(*add, strict=True))
+    return (np.r_[src, ai.astype(src.dtype)], np.r_[dst, aj.astype(dst.dtype)],
+            np.r_[w, aw.astype(w.dtype)])
 
 
 def _view(obs, batched: bool = False):

@@ -156,7 +156,7 @@ def chain(levels: Sequence[Level], actuator: Actuator,
                                  else ls for lv, ls in zip(levels, level_states, strict=True))
             act_state = S.select(react, actuator.init(k_act), act_state)
         new_levels, idx, n_model, n_critic = [], [], jnp.int32(0), jnp.int32(0)
-        cut, where_on = jnp.bool_(False), {}
+        cut, graph_info = jnp.bool_(False), {}
         for lv, ls, k in zip(levels, level_states, ks, strict=False):
             where = () if lv.locate is None else (lv.locate(state),)
             ls, target, info = lv.step(ls, k, z, target, *where)
@@ -165,7 +165,7 @@ def chain(levels: Sequence[Level], actuator: Actuator,
             n_model = n_model + info["n_model"]
             n_critic = n_critic + info["n_critic"]
             cut = cut | info.get("cut", jnp.bool_(False))
-            where_on.update({k: info[k] for k in ("node", "togo") if k in info})
+            graph_info.update({key: info[key] for key in ("node", "togo") if key in info})
         act_state, action, a_info = actuator.act(act_state, k_act, z, target)
         if predict is not None:
             sur = S.predicted(sur, z, predict(z, action), scale)
@@ -176,7 +176,7 @@ def chain(levels: Sequence[Level], actuator: Actuator,
                 "n_critic": a_info["n_critic"] + n_critic, "cut": cut,
                 "pred_error": sur.error, "pred_move": checked_move,
                 "surprise": spike & (predict is not None),
-                **{f"graph_{k}": v for k, v in where_on.items()}}
+                **{f"graph_{key}": v for key, v in graph_info.items()}}
         if "record" in a_info:
             info["record"] = a_info["record"]
         return ChainState(tuple(new_levels), act_state, key, sur), action, info
