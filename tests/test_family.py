@@ -346,3 +346,33 @@ def test_bridges_join_a_maps_islands_within_their_cap_and_never_two_maps():
     s, d, _ = bridged(points, links, groups, cap=1.5, each=2)
     assert {tuple(sorted(p)) for p in zip(s[6:].tolist(), d[6:].tolist(), strict=True)} \
         == {(2, 3), (2, 4), (1, 3)}
+
+
+def test_bridges_skip_pairs_the_check_rules_out_unless_a_piece_has_no_other_way():
+    """Map 0's two clusters are nearest at (2, 3) (1.0 apart), then (1, 3) and (2, 4)
+    (1.3): with (2, 3) and (2, 4) ruled out (a wall between them, critic0 would say) the
+    bridge is (1, 3);
+    with every pair ruled out the piece keeps its nearest, unchecked link."""
+    from hplan.agents.context import bridged
+
+    line = np.array([[0.0, 0.0], [0.3, 0.0], [0.6, 0.0]])
+    points = np.concatenate([line, line + [1.6, 0.0]]).astype(np.float32)
+    groups = np.zeros(6, int)
+    links = (np.array([0, 1, 3, 4]), np.array([1, 2, 4, 5]), np.full(4, 0.3, np.float32))
+
+    def wall_at(pairs):
+        def too_far(ids):
+            far = np.zeros((len(ids), len(ids)), bool)
+            for i, j in pairs:
+                far[i, j] = far[j, i] = True
+            return far
+        return too_far
+
+    s, d, w = bridged(points, links, groups, cap=1.5, too_far=wall_at([(2, 3), (2, 4)]))
+    assert {tuple(sorted(p)) for p in zip(s[4:].tolist(), d[4:].tolist(), strict=True)} \
+        == {(1, 3)}
+    assert np.allclose(w[4:], 1.3)
+    every = [(i, j) for i in range(3) for j in range(3, 6)]
+    s, d, _ = bridged(points, links, groups, cap=1.5, too_far=wall_at(every))
+    assert {tuple(sorted(p)) for p in zip(s[4:].tolist(), d[4:].tolist(), strict=True)} \
+        == {(2, 3)}

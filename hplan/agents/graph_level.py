@@ -58,6 +58,9 @@ class GraphLevelConfig:
     # islands that trajectory stretches leave on each map (`Context.graph`); 0: off.
     bridge: float = 0.0
     bridges: int = 1  # links out of each island (to as many states): a way round a cut one
+    # No bridge between states critic0 puts over this many steps apart (across a wall
+    # though near in the latent); 0: unchecked.
+    bridge_critic: float = 0.0
     reach: float = 2.0  # graph distance to a chosen subgoal
     progress: float = 0.5  # extra weight on the subgoal's distance to the target
     commit: float = 0.5  # hysteresis: + commit * D(previous subgoal, candidate)
@@ -135,7 +138,8 @@ class GraphLevelConfig:
             if not getattr(self, key) > 0:
                 raise ConfigError(key, f"{key}={getattr(self, key)!r}",
                                   "use a positive number")
-        for key in ("progress", "commit", "track", "relocalise", "sight", "bridge"):
+        for key in ("progress", "commit", "track", "relocalise", "sight", "bridge",
+                    "bridge_critic"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(key, f"{key}={getattr(self, key)!r}", "use a number >= 0")
         if not (isinstance(self.patience, int) and self.patience >= 0):
@@ -184,7 +188,8 @@ def make(cfg: GraphLevelConfig, ctx) -> Level:
         if cfg.family_by == "observation":
             seen_by = ctx.bank_views(cfg.bank)
     succ = jnp.asarray(ctx.successors(cfg.bank, cfg.heading)) if cfg.heading > 0 else None
-    graph = ctx.graph(cfg.bank, cfg.edges, bridge=cfg.bridge, bridges=cfg.bridges)
+    graph = ctx.graph(cfg.bank, cfg.edges, bridge=cfg.bridge, bridges=cfg.bridges,
+                      bridge_critic=cfg.bridge_critic)
     return graph_level(graph, ctx.scale, cfg, snapped, slow, groups, seen_by, succ)
 
 
