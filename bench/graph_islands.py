@@ -28,17 +28,11 @@ from hplan.train import pipeline
 
 def pieces(links, groups: np.ndarray):
     """{map: (its bank ids, piece label of each)} of the graph `links` (src, dst, w)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     src, dst = np.asarray(links[0]), np.asarray(links[1])
     out = {}
     for g in np.unique(groups):
         sel = np.flatnonzero(groups == g)
-        mine = np.isin(src, sel) & np.isin(dst, sel)
-        a, b = np.searchsorted(sel, src[mine]), np.searchsorted(sel, dst[mine])
-        out[int(g)] = (sel, connected_components(
-            coo_matrix((np.ones(len(a)), (a, b)), shape=(len(sel),) * 2), directed=False)[1])
+        out[int(g)] = (sel, C.map_pieces(src, dst, sel)[2])
     return out
 
 

@@ -84,6 +84,12 @@ def nearest_states(bank: jax.Array, k: int) -> jax.Array:
     return jax.lax.top_k(-(sq[:, None] + sq[None] - 2 * bank @ bank.T), k)[1]
 
 
+def critic_apart(c0, a: jax.Array, b: jax.Array) -> jax.Array:
+    """critic0's distance between `a` and `b` the larger of both ways: it is asymmetric
+    and errs short one way across thin walls."""
+    return jnp.maximum(c0(a, b), c0(b, a))
+
+
 def critic_edges(stack, bank: jax.Array, edge: float = 1.25, neighbours: int = 64,
                  max_edge: float = 4.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Links (src, dst, base steps) between bank states by short critic0 hops.
@@ -107,7 +113,7 @@ def critic_edges(stack, bank: jax.Array, edge: float = 1.25, neighbours: int = 6
         dst = nb[:, 1:].reshape(-1)
         c0 = stack.critic(0)
         a, b = bank[src], bank[dst]
-        return src, dst, jnp.maximum(c0(a, b), c0(b, a))
+        return src, dst, critic_apart(c0, a, b)
 
     src, dst, w = (np.asarray(x) for x in hops(bank))
     while True:  # widen the hops until the bank is one component (a sparse bank)
@@ -248,6 +254,22 @@ def state_edges(stack, data, index: np.ndarray, radius: float = 0.3, span: float
     return (src, dst, w), _rows(x, index) / step
 
 
+def map_pieces(src: np.ndarray, dst: np.ndarray, sel: np.ndarray):
+    """(the links among bank states `sel` of one map, in its own ids (a, b), and the
+    piece label of each of its states) of the links `src` -> `dst`."""
+    mine = np.isin(src, sel) & np.isin(dst, sel)
+    a, b = np.searchsorted(sel, src[mine]), np.searchsorted(sel, dst[mine])
+    return a, b, _pieces(a, b, len(sel))
+
+
+def _pieces(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    return connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)),
+                                directed=False)[1]
+
+
 def bridged(points: np.ndarray, links, groups: np.ndarray, cap: float, each: int = 1,
             too_far: Callable[[np.ndarray], np.ndarray] | None = None):
     """`links` (src, dst, w) plus, on each map (`groups` [M]), the shortest straight
@@ -262,22 +284,17 @@ def bridged(points: np.ndarray, links, groups: np.ndarray, cap: float, each: int
     [n, n] bool) rules pairs out as bridges (`critic_too_far`) for every piece that has
     another way out within `cap`; a piece with none keeps its unchecked links (a map
     whose data never crossed its door: critic0 puts the door as far as the wall)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     src, dst, w = (np.asarray(a) for a in links)
     add = []
     for g in np.unique(groups):
         sel = np.flatnonzero(groups == g)
-        mine = np.isin(src, sel) & np.isin(dst, sel)  # this map's links, in its own ids
-        a, b = np.searchsorted(sel, src[mine]), np.searchsorted(sel, dst[mine])
+        a, b, lab = map_pieces(src, dst, sel)
         p = points[sel]
         d = np.sqrt(np.maximum((p**2).sum(1)[:, None] - 2 * p @ p.T + (p**2).sum(1)[None],
                                0.0))
         far = None
         while True:
-            k, lab = connected_components(
-                coo_matrix((np.ones(len(a)), (a, b)), shape=(len(sel),) * 2), directed=False)
+            k = int(lab.max()) + 1
             if k == 1:
                 break
             if too_far is not None and far is None:  # only maps left in pieces pay
@@ -286,17 +303,18 @@ def bridged(points: np.ndarray, links, groups: np.ndarray, cap: float, each: int
             new = []
             for c in range(k):  # each piece's shortest links out, to distinct states
                 rows = np.flatnonzero(lab == c)
-                g = gap[rows]
+                cand = gap[rows]
                 if far is not None:  # checked links where the piece has one within cap
-                    ok = np.where(far[rows], np.inf, g)
-                    g = ok if ok.min(initial=np.inf) <= cap else g
-                out = g.min(0)
-                new += [(rows[np.argmin(g[:, j])], j, out[j])
+                    ok = np.where(far[rows], np.inf, cand)
+                    cand = ok if ok.min(initial=np.inf) <= cap else cand
+                out = cand.min(0)
+                new += [(rows[np.argmin(cand[:, j])], j, out[j])
                         for j in np.argsort(out)[:each] if out[j] <= cap]
             if not new:
                 break
             ni, nj, _ = (np.array(v) for v in zip(*new, strict=True))
             a, b = np.r_[a, ni], np.r_[b, nj]
+            lab = _pieces(a, b, len(sel))
             add += [(sel[i], sel[j], x) for i, j, x in new]
     if not add:
         return links
@@ -312,14 +330,19 @@ def critic_too_far(stack, bank: jax.Array, limit: float) -> Callable[[np.ndarray
     corners look alike in pixels); critic0, trained on the map's data, still sees them far.
     two-rooms-random-patch2 stack 1, 150 bridges of cap 2 over state edges: the 73 across
     a wall at 3.8-43 critic steps (all but 3 over 6), the rest at 1.4-4.6 (99th percentile)."""
-    c0 = jax.jit(stack.critic(0))
     bank = jnp.asarray(bank, jnp.float32)
 
+    @jax.jit
+    def apart(z):
+        n = z.shape[0]
+        return critic_apart(stack.critic(0), jnp.repeat(z, n, 0),
+                            jnp.tile(z, (n, 1))).reshape(n, n)
+
     def too_far(ids: np.ndarray) -> np.ndarray:
-        z = bank[np.asarray(ids)]
+        # padded to a multiple of 64 states: one compile per size class, not per map
         n = len(ids)
-        a, b = jnp.repeat(z, n, 0), jnp.tile(z, (n, 1))
-        return np.asarray(jnp.maximum(c0(a, b), c0(b, a)) > limit).reshape(n, n)
+        pad = np.resize(np.asarray(ids), -(-n // 64) * 64)
+        return np.asarray(apart(bank[pad]))[:n, :n] > limit
 
     return too_far
 
