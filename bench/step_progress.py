@@ -40,6 +40,7 @@ import numpy as np
 
 from bench.common import graph_agent_episodes, table, write
 from hplan import tasks
+from hplan.agents.graph_level import bank_draw
 
 
 def classify(orc, pos, goal, acts, stg, sub_xy, maps=None) -> dict:
@@ -132,7 +133,8 @@ def main(argv=None):
             row.update(localisation(orc, pos, goal, stg,
                                     bank_xy[np.asarray(info["graph_node"])],
                                     np.asarray(info["graph_togo"]), maps))
-        groups = ctx.bank_groups(cfg.levels[-1].config.bank)
+        lowest = cfg.levels[-1].config
+        groups = ctx.bank_groups(lowest.bank, bank_draw(lowest))
         if maps is not None and groups is not None:  # subgoals on the episode's own map
             mine = groups[np.maximum(idx, 0)] == np.asarray(maps).reshape(-1, 1)
             row["own_map"] = float(mine[idx >= 0].mean()) if (idx >= 0).any() else 1.0

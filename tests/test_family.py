@@ -376,3 +376,63 @@ def test_bridges_skip_pairs_the_check_rules_out_unless_a_piece_has_no_other_way(
     s, d, _ = bridged(points, links, groups, cap=1.5, too_far=wall_at(every))
     assert {tuple(sorted(p)) for p in zip(s[4:].tolist(), d[4:].tolist(), strict=True)} \
         == {(2, 3)}
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**16))
+def test_a_spread_bank_covers_sparse_data_better_than_a_uniform_draw(seed):
+    """Two maps; on each, 90 % of the data crowds into one corner of a unit square. The
+    spread bank gives each map its share of the bank (by its share of the data), keeps
+    the pinned states first, and leaves no data state farther from its map's nearest
+    bank state than a uniform draw of the same size does."""
+    from scipy.spatial import cKDTree
+
+    from hplan.agents.context import spread_index
+
+    rng = np.random.default_rng(seed)
+    n_ep, t1 = 40, 25
+    crowd = rng.random((n_ep, t1, 2)) * 0.1
+    wide = rng.random((n_ep, t1, 2))
+    points = np.where(rng.random((n_ep, t1, 1)) < 0.9, crowd, wide).astype(np.float32)
+    groups = np.repeat([0, 1], [10, 30])  # a quarter of the data on map 0
+    pinned = np.array([3, 700])
+    size = 64
+    idx = spread_index(points, groups, size, pinned)
+    assert len(idx) == size == len(np.unique(idx))
+    assert idx[:2].tolist() == [3, 700]
+    owner = groups[idx // t1]
+    assert abs(int((owner == 0).sum()) - size / 4) <= 1
+    flat = points.reshape(-1, 2)
+    uniform = rng.choice(len(flat), size, replace=False)
+
+    def worst(ids):
+        return max(cKDTree(flat[ids[groups[ids // t1] == g]]).query(
+            flat[np.repeat(groups, t1) == g])[0].max() for g in (0, 1))
+
+    assert worst(idx) <= worst(uniform) + 1e-6
+
+
+def test_pieces_the_data_joins_are_joined_by_the_datas_walk_and_no_others():
+    """States 0-1 and 2-3 are linked pieces; the data walks 1 -> 2 in 7 steps (longer than a
+    link's span), and nothing reaches 4: one joining link (1, 2) of length 7, 4 stays
+    alone."""
+    from hplan.agents.context import join_pieces
+
+    far = np.full((5, 5), np.inf)
+    np.fill_diagonal(far, 0.0)
+    walk = {(0, 1): 1.0, (2, 3): 1.0, (1, 2): 7.0, (0, 2): 8.0, (1, 3): 8.0, (0, 3): 9.0}
+    for (a, b), d in walk.items():
+        far[a, b] = far[b, a] = d
+    i, j, w = join_pieces(np.array([0, 2]), np.array([1, 3]), 5, lambda: far)
+    assert {tuple(sorted(p)) for p in zip(i.tolist(), j.tolist(), strict=True)} == {(1, 2)}
+    assert np.allclose(w, 7.0)
+    none = join_pieces(np.array([0, 1, 2]), np.array([1, 2, 3]), 4, lambda: 1 / 0)
+    assert len(none[0]) == 0  # one piece: the walk's lengths are never asked for
+
+
+def test_join_without_the_state_graph_is_refused():
+    from hplan.agents.graph_level import GraphLevelConfig
+
+    with pytest.raises(ConfigError, match="edges"):
+        GraphLevelConfig(edges="path", join=True)
+    assert GraphLevelConfig(edges="states", join=True).join

@@ -47,6 +47,10 @@ class GraphLevelConfig:
     """Distances in base steps."""
 
     bank: int = 4096  # encoded dataset states the level chooses among
+    # Bank states picked farthest-first over each map's data (`context.spread_index`)
+    # instead of drawn uniformly, which follows the data's density: sparse at free cells'
+    # centres, where goals are, and in a door the data crossed a few times.
+    spread: bool = False
     # links between them: "data" (the dataset's own transitions, each state snapped to
     # its nearest bank state), "path" (trajectory stretches between the bank states a
     # trajectory passes within 0.4 steps of: no snapping across a thin wall where the
@@ -61,6 +65,10 @@ class GraphLevelConfig:
     # No bridge between states critic0 puts over this many steps apart (across a wall
     # though near in the latent); 0: unchecked.
     bridge_critic: float = 0.0
+    # edges = "states": pieces of a map's graph that the data joins only by a walk longer
+    # than a link's span are linked by that walk (`hplan.agents.context.join_pieces`)
+    # before any straight bridge: a straight bridge may cross a wall, the walk did not.
+    join: bool = False
     reach: float = 2.0  # graph distance to a chosen subgoal
     progress: float = 0.5  # extra weight on the subgoal's distance to the target
     commit: float = 0.5  # hysteresis: + commit * D(previous subgoal, candidate)
@@ -157,6 +165,9 @@ class GraphLevelConfig:
             v = getattr(self, key)
             if not (isinstance(v, int) and v >= 1):
                 raise ConfigError(key, f"{key}={v!r}", "use a positive integer")
+        if self.join and self.edges != "states":
+            raise ConfigError("join", f"join = true with edges={self.edges!r}",
+                              'join works on the state graph: set edges = "states"')
         if self.family_by != "latent" and not self.family:
             raise ConfigError("family_by", f"family_by={self.family_by!r}",
                               "it chooses among a family's maps: set family = true too")
@@ -172,24 +183,31 @@ class GraphLevelConfig:
 Config = GraphLevelConfig
 
 
+def bank_draw(cfg: GraphLevelConfig) -> int | str:
+    """The `seed` of the level's bank in `Context` (`Context.bank_indices`)."""
+    return "spread" if cfg.spread else 0
+
+
 def make(cfg: GraphLevelConfig, ctx) -> Level:
     """The level an agent file's `[[levels]] kind = "graph"` table describes."""
-    snapped = ctx.snapped(cfg.bank) if cfg.localise == "observation" else None
+    draw = bank_draw(cfg)
+    snapped = ctx.snapped(cfg.bank, draw) if cfg.localise == "observation" else None
     slow = None
     if cfg.lanes > 0:
-        speed = ctx.lane_speed(cfg.bank)
+        speed = ctx.lane_speed(cfg.bank, draw)
         slow = jnp.asarray(speed < np.quantile(speed, cfg.lanes))
     groups, seen_by = None, None
     if cfg.family:
-        groups = ctx.bank_groups(cfg.bank)
+        groups = ctx.bank_groups(cfg.bank, draw)
         if groups is None:
             raise ConfigError("family", "family=true",
                               "the task's data holds one map: set family = false")
         if cfg.family_by == "observation":
-            seen_by = ctx.bank_views(cfg.bank)
-    succ = jnp.asarray(ctx.successors(cfg.bank, cfg.heading)) if cfg.heading > 0 else None
-    graph = ctx.graph(cfg.bank, cfg.edges, bridge=cfg.bridge, bridges=cfg.bridges,
-                      bridge_critic=cfg.bridge_critic)
+            seen_by = ctx.bank_views(cfg.bank, draw)
+    succ = (jnp.asarray(ctx.successors(cfg.bank, cfg.heading, draw)) if cfg.heading > 0
+            else None)
+    graph = ctx.graph(cfg.bank, cfg.edges, draw, bridge=cfg.bridge, bridges=cfg.bridges,
+                      bridge_critic=cfg.bridge_critic, join=cfg.join)
     return graph_level(graph, ctx.scale, cfg, snapped, slow, groups, seen_by, succ)
 
 
