@@ -344,7 +344,7 @@ def test_family_needs_data_on_several_maps():
     from hplan.agents import graph_level as GL
     from hplan.core import ConfigError
 
-    ctx = SimpleNamespace(bank_groups=lambda size: None)
+    ctx = SimpleNamespace(bank_groups=lambda size, seed=0: None)
     with pytest.raises(ConfigError, match="family"):
         GL.make(GraphLevelConfig(family=True), ctx)
 
