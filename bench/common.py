@@ -81,6 +81,7 @@ def graph_agent_episodes(task, agent: str, seed: int, key: int, episodes: int, c
     import jax
 
     from hplan import agents as A
+    from hplan.agents.graph_level import bank_draw
     from hplan.eval import runner
     from hplan.train import pipeline
 
@@ -92,7 +93,5 @@ def graph_agent_episodes(task, agent: str, seed: int, key: int, episodes: int, c
     ctx = A.Context(task, st, ds)
     pol, _ = A.make(cfg, task, st, ds, ctx=ctx)  # the same context: one bank
     res = runner.evaluate(task, pol, jax.random.key(key), episodes)
-    from hplan.agents.graph_level import bank_draw
-
     lowest = cfg.levels[-1].config
     return cfg, ctx, res, ctx.bank_xy(lowest.bank, bank_draw(lowest))

@@ -325,35 +325,46 @@ def state_edges(stack, data, index: np.ndarray, radius: float = 0.3, span: float
     return (src, dst, w), _rows(x, index) / step
 
 
-def join_pieces(i: np.ndarray, j: np.ndarray, n: int, far: Callable[[], np.ndarray]):
+def join_pieces(i: np.ndarray, j: np.ndarray, n: int, far: Callable[[], np.ndarray],
+                cap: float = np.inf, each: int = 1,
+                ruled_out: Callable[[], np.ndarray] | None = None):
     """Links (i, j, length) that join the pieces of the graph of `n` states linked by
-    (i, j), each piece's shortest link out by the lengths `far()` ([n, n], inf where no
-    way; called only if there are pieces), until the pieces left have no way between
-    them (Boruvka's minimum spanning forest over the pieces)."""
-    lab = _pieces(i, j, n)
-    out_i, out_j = [], []
-    if lab.max() == 0:
-        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
-    d = far()
+    (i, j): each piece's `each` shortest links out by the lengths `far()` ([n, n], inf
+    where no way), to as many states and at most `cap` long, until one piece is left or
+    none has a link out (with `each = 1` Boruvka's minimum spanning forest over the
+    pieces). `ruled_out()` ([n, n] bool) bars pairs for every piece that keeps another
+    link out within `cap`. `far` and `ruled_out` are called only if there are pieces."""
     a, b = np.asarray(i), np.asarray(j)
+    lab = _pieces(a, b, n)
+    out_i, out_j, out_w = [], [], []
+    d = barred = None
     while lab.max() > 0:
+        if d is None:  # only graphs in pieces pay
+            d = far()
+            barred = ruled_out() if ruled_out is not None else None
         gap = np.where(lab[:, None] == lab[None], np.inf, d)
         new = []
-        for c in range(int(lab.max()) + 1):
+        for c in range(int(lab.max()) + 1):  # each piece's links out, to distinct states
             rows = np.flatnonzero(lab == c)
-            k = np.argmin(gap[rows])
-            r, s = rows[k // n], k % n
-            if np.isfinite(gap[r, s]):
-                new.append((r, s))
+            cand = gap[rows]
+            if barred is not None:  # checked links where the piece has one within cap
+                ok = np.where(barred[rows], np.inf, cand)
+                cand = ok if ok.min(initial=np.inf) <= cap else cand
+            best = cand.min(0)
+            new += [(rows[np.argmin(cand[:, s])], s, best[s])
+                    for s in np.argsort(best)[:each] if np.isfinite(best[s]) and best[s] <= cap]
         if not new:
             break
-        ni, nj = (np.array(v) for v in zip(*new, strict=True))
-        out_i += list(ni)
-        out_j += list(nj)
+        ni, nj, nw = (np.array(v) for v in zip(*new, strict=True))
+        out_i.append(ni)
+        out_j.append(nj)
+        out_w.append(nw)
         a, b = np.r_[a, ni], np.r_[b, nj]
         lab = _pieces(a, b, n)
-    oi, oj = np.array(out_i, int), np.array(out_j, int)
-    return oi, oj, d[oi, oj]
+    if not out_i:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+    return (np.concatenate(out_i).astype(int), np.concatenate(out_j).astype(int),
+            np.concatenate(out_w))
 
 
 def map_pieces(src: np.ndarray, dst: np.ndarray, sel: np.ndarray):
@@ -390,34 +401,15 @@ def bridged(points: np.ndarray, links, groups: np.ndarray, cap: float, each: int
     add = []
     for g in np.unique(groups):
         sel = np.flatnonzero(groups == g)
-        a, b, lab = map_pieces(src, dst, sel)
-        p = points[sel]
-        d = np.sqrt(np.maximum((p**2).sum(1)[:, None] - 2 * p @ p.T + (p**2).sum(1)[None],
-                               0.0))
-        far = None
-        while True:
-            k = int(lab.max()) + 1
-            if k == 1:
-                break
-            if too_far is not None and far is None:  # only maps left in pieces pay
-                far = too_far(sel)
-            gap = np.where(lab[:, None] == lab[None], np.inf, d)
-            new = []
-            for c in range(k):  # each piece's shortest links out, to distinct states
-                rows = np.flatnonzero(lab == c)
-                cand = gap[rows]
-                if far is not None:  # checked links where the piece has one within cap
-                    ok = np.where(far[rows], np.inf, cand)
-                    cand = ok if ok.min(initial=np.inf) <= cap else cand
-                out = cand.min(0)
-                new += [(rows[np.argmin(cand[:, j])], j, out[j])
-                        for j in np.argsort(out)[:each] if out[j] <= cap]
-            if not new:
-                break
-            ni, nj, _ = (np.array(v) for v in zip(*new, strict=True))
-            a, b = np.r_[a, ni], np.r_[b, nj]
-            lab = _pieces(a, b, len(sel))
-            add += [(sel[i], sel[j], x) for i, j, x in new]
+        a, b, _ = map_pieces(src, dst, sel)
+
+        def apart(p=points[sel]):
+            sq = (p**2).sum(1)
+            return np.sqrt(np.maximum(sq[:, None] - 2 * p @ p.T + sq[None], 0.0))
+
+        check = None if too_far is None else (lambda ids=sel: too_far(ids))
+        ni, nj, nw = join_pieces(a, b, len(sel), apart, cap, each, check)
+        add += [(sel[i], sel[j], x) for i, j, x in zip(ni, nj, nw, strict=True)]
     if not add:
         return links
     # (an island's link may be found twice, from either side: a duplicate link is harmless)
