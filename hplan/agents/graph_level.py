@@ -256,6 +256,13 @@ def graph_level(graph: G.BankGraph, scale: float,
         groups = np.zeros(m, np.int32)
     _, group = np.unique(np.asarray(groups), return_inverse=True)
     n_maps = int(group.max()) + 1
+    # [K, P] each map's bank indices, padded with -1: the line-of-sight check reads the
+    # episode's map only (a route never leaves its map), not all M states.
+    members = np.full((n_maps, int(np.bincount(group).max())), -1, np.int32)
+    for k in range(n_maps):
+        ids = np.nonzero(group == k)[0]
+        members[k, : len(ids)] = ids
+    members = jnp.asarray(members)
     group = jnp.asarray(group, jnp.int32)
 
     def per_map(d2):
@@ -330,15 +337,18 @@ def graph_level(graph: G.BankGraph, scale: float,
         keep = (s.node >= 0) & (ct <= cz + cfg.relocalise)
         return jnp.where(keep, jt, jz), jnp.where(keep, ct, cz)
 
-    def stray(j, cand):
+    def stray(j, cand, fam):
         """[K] how far (base steps) the route from bank state `j` to each of `cand` [K]
-        strays from the straight line between them: the farthest state on a shortest path
-        between the two (within half a step)."""
-        p = graph.points
-        a, b = p[j], p[cand]  # [q], [K, q]
-        on_path = dist[j][None] + dist[cand] <= dist[j, cand][:, None] + 0.5  # [K, M]
+        strays from the straight line between them: the farthest state of map `fam` on a
+        shortest path between the two (within half a step)."""
+        ids = members[fam]
+        live, ids = ids >= 0, jnp.maximum(ids, 0)
+        p = graph.points[ids]  # [P, q]
+        a, b = graph.points[j], graph.points[cand]  # [q], [K, q]
+        on_path = live[None] & (dist[j, ids][None] + dist[cand[:, None], ids[None]]
+                                <= dist[j, cand][:, None] + 0.5)  # [K, P]
         ab = b - a
-        t = jnp.clip(jnp.einsum("mq,kq->km", p - a, ab)
+        t = jnp.clip(jnp.einsum("pq,kq->kp", p - a, ab)
                      / jnp.maximum(jnp.sum(ab**2, -1), 1e-9)[:, None], 0.0, 1.0)
         off = jnp.sqrt(jnp.sum((p[None] - a - t[..., None] * ab[:, None]) ** 2, -1))
         return jnp.max(jnp.where(on_path, off, 0.0), axis=1)
@@ -451,11 +461,13 @@ def graph_level(graph: G.BankGraph, scale: float,
             # The best state of each of SIGHTED bands of distance within the reach (the
             # best few overall crowd at its rim, all round the same corner), then the
             # best of those in sight; none in sight: as without.
-            band = jnp.clip((span / r * SIGHTED).astype(jnp.int32), 0, SIGHTED - 1)
-            per = jnp.where(band[None] == jnp.arange(SIGHTED)[:, None], score[None],
-                            jnp.inf)
-            cand, best_in = jnp.argmin(per, 1), jnp.min(per, 1)
-            dev = stray(jz, jnp.append(cand, jt))
+            # (over the episode's map only: every other state scores `big` or more)
+            ids = members[s.fam]
+            band = jnp.clip((span[ids] / r * SIGHTED).astype(jnp.int32), 0, SIGHTED - 1)
+            per = jnp.where((band[None] == jnp.arange(SIGHTED)[:, None]) & (ids >= 0)[None],
+                            score[ids][None], jnp.inf)
+            cand, best_in = jnp.maximum(ids[jnp.argmin(per, 1)], 0), jnp.min(per, 1)
+            dev = stray(jz, jnp.append(cand, jt), s.fam)
             # (a band's best is no candidate if penalised, +1e3, beside the plain best)
             ok = (dev[:-1] <= cfg.sight) & (best_in < score[i] + 500.0)
             i = jnp.where(jnp.any(ok), cand[jnp.argmin(jnp.where(ok, best_in, jnp.inf))], i)
