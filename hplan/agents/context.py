@@ -211,7 +211,7 @@ def snap_states(stack, data) -> tuple[np.ndarray, float]:
     return x, step_unit(hops(x))
 
 
-def data_edges(stack, data, index: np.ndarray):
+def data_edges(stack, data, index: np.ndarray, snap: tuple | None = None):
     """(links (src, dst, base steps), bank points [M, k], snapped [N, T+1]) from the
     dataset's own transitions: every dataset state snaps to its nearest bank state (in
     `snap_space`; `snapped` holds which), and each observed transition between two bank
@@ -221,7 +221,7 @@ def data_edges(stack, data, index: np.ndarray):
     distance between its points."""
     from hplan.wm.critic import transition_links
 
-    x, step = snap_states(stack, data)
+    x, step = snap or snap_states(stack, data)
     ids, g = transition_links(x, index, data.groups, step)
     g = g.tocoo()
     return (g.row, g.col, g.data.astype(np.float32)), _rows(x, index) / step, ids
@@ -251,7 +251,8 @@ def per_map(data, index: np.ndarray, t1: int):
             yield g, eps, sel, np.searchsorted(eps, episode[sel]) * t1 + index[sel] % t1
 
 
-def path_edges(stack, data, index: np.ndarray, radius: float = 0.4):
+def path_edges(stack, data, index: np.ndarray, radius: float = 0.4,
+               snap: tuple | None = None):
     """`data_edges` without snapping: a dataset state joins a bank state only within
     `radius` steps of it, and two bank states are linked by the stretch of trajectory
     between consecutive joined states, as long as the path it travelled
@@ -260,7 +261,7 @@ def path_edges(stack, data, index: np.ndarray, radius: float = 0.4):
     map) joined states either side of a thin wall."""
     from hplan.wm.critic import hops, path_links, step_unit
 
-    x, step = snap_states(stack, data)
+    x, step = snap or snap_states(stack, data)
     links = []
     for _, eps, sel, local in per_map(data, index, x.shape[1]):
         c = path_links(x[eps], local, radius)[1].tocoo()
@@ -275,7 +276,7 @@ STATE_GRAPH_MAX = 20000  # dataset states of one map a state graph holds
 
 
 def state_edges(stack, data, index: np.ndarray, radius: float = 0.3, span: float = 4.0,
-                join: bool = False):
+                join: bool = False, snap: tuple | None = None):
     """(links (src, dst, base steps), bank points [M, k]) through every dataset state, one
     map (`Dataset.groups`) at a time: consecutive states of a trajectory are linked by
     their step, and any two states within `radius` steps of each other (where two
@@ -294,7 +295,7 @@ def state_edges(stack, data, index: np.ndarray, radius: float = 0.3, span: float
     from scipy.sparse.csgraph import dijkstra
     from scipy.spatial import cKDTree
 
-    x, step = snap_states(stack, data)
+    x, step = snap or snap_states(stack, data)
     t1 = x.shape[1]
     links = []
     for g, eps, bank, local in per_map(data, index, t1):
@@ -481,6 +482,7 @@ class Context:
     _indices: dict = dataclasses.field(default_factory=dict)
     _pinned: np.ndarray | None = None
     _inverse_unit: float | None = None
+    _snap: tuple | None = None
 
     def __post_init__(self):
         if self.scale is None:
@@ -499,6 +501,13 @@ class Context:
             self._inverse_unit = float(step_rms(jnp.asarray(z1 - z0)))
         return self._inverse_unit
 
+    def snap(self) -> tuple[np.ndarray, float]:
+        """`snap_states(stack, data)`, computed once: with pixels it encodes every dataset
+        frame (a spread bank and its state graph both read it)."""
+        if self._snap is None:
+            self._snap = snap_states(self.stack, self.data)
+        return self._snap
+
     def pinned(self) -> np.ndarray:
         """`pinned_states(data)`, computed once."""
         if self._pinned is None:
@@ -514,7 +523,7 @@ class Context:
                              "Fix: pass the task's offline data (hplan collect)")
         if (size, seed) not in self._indices:
             if seed == "spread":
-                x, step = snap_states(self.stack, self.data)
+                x, step = self.snap()
                 self._indices[(size, seed)] = spread_index(x / step, self.data.groups, size,
                                                            self.pinned())
             else:
@@ -569,9 +578,10 @@ class Context:
         if key not in self._graphs:
             idx, bank = self.bank(size, seed)
             if edges == "path":
-                links, points = path_edges(self.stack, self.data, idx)
+                links, points = path_edges(self.stack, self.data, idx, snap=self.snap())
             elif edges == "states":
-                links, points = state_edges(self.stack, self.data, idx, join=join)
+                links, points = state_edges(self.stack, self.data, idx, join=join,
+                                             snap=self.snap())
             else:
                 links, points, _ = self._data_edges(size, seed)
             if edges == "critic":
@@ -595,7 +605,8 @@ class Context:
         `successors`."""
         if (size, seed) not in self._links:
             idx = self.bank_indices(size, seed)
-            self._links[(size, seed)] = data_edges(self.stack, self.data, idx)
+            self._links[(size, seed)] = data_edges(self.stack, self.data, idx,
+                                                      snap=self.snap())
         return self._links[(size, seed)]
 
     def successors(self, size: int, ahead: int, seed: int | str = 0) -> np.ndarray:
