@@ -168,6 +168,32 @@ def test_line_of_sight_keeps_the_subgoal_short_of_a_corner(goal):
     np.testing.assert_allclose(subs[0.75], [0.0, 5.0], atol=1e-6)  # at the corner
 
 
+@pytest.mark.parametrize("goal", [(5.0, 5.0), (1.0, 5.0)])
+def test_line_of_sight_reads_the_episodes_map_among_others(goal):
+    """The same L as above on one of two maps, its states shuffled among a far decoy
+    map's (the check reads only the chosen map's states, by a per-map index table):
+    the same subgoals as on one map."""
+    _, pts = l_graph()
+    n = len(pts)
+    both = np.concatenate([pts + 50.0, pts])  # map 0: a decoy far away; map 1: the L
+    groups = np.repeat([0, 1], n)
+    src = np.concatenate([np.arange(n - 1), n + np.arange(n - 1)])
+    perm = np.random.default_rng(0).permutation(2 * n)  # interleave the maps' states
+    where = np.argsort(perm)  # old index -> new
+    g = G.build(both[perm], where[src], where[src + 1], np.ones(len(src), np.float32),
+                n_landmarks=8, k=3, points=both[perm] / 0.5)
+    z, goal = jnp.asarray([0.0, 3.0]), jnp.asarray(goal)
+    subs = {}
+    for sight in (0.0, 0.75):
+        cfg = GraphLevelConfig(reach=6.0, sight=sight, family=True)
+        level = graph_level(g, scale=0.5, cfg=cfg, groups=groups[perm])
+        _, sub, _ = level.step(level.init(jax.random.key(0), goal), jax.random.key(1), z,
+                               goal)
+        subs[sight] = np.asarray(sub)
+    assert subs[0.0][0] >= 0.5 and subs[0.0][1] == pytest.approx(5.0)  # round the corner
+    np.testing.assert_allclose(subs[0.75], [0.0, 5.0], atol=1e-6)  # at the corner
+
+
 def test_reach_from_the_bank_keeps_a_subgoal_ahead_when_the_agent_is_off_the_bank():
     """The agent's latent is 2 steps off the L's first arm, beside (0, 1). Reach 2 counted
     from the agent is spent on that join: the subgoal is the join state itself, level 0
