@@ -151,42 +151,33 @@ def l_graph():
                    n_landmarks=8, k=3, points=pts / 0.5), pts
 
 
-@pytest.mark.parametrize("goal", [(5.0, 5.0), (1.0, 5.0)])
-def test_line_of_sight_keeps_the_subgoal_short_of_a_corner(goal):
-    """Four steps before the corner, reach 6: without `sight` the subgoal (or the goal
-    itself, 6 steps along the graph) lies round the corner, and the straight line to it
-    runs 1.8 steps into the wall corner; with `sight = 0.75` it is the corner state."""
-    g, pts = l_graph()
-    z, goal = jnp.asarray([0.0, 3.0]), jnp.asarray(goal)
-    subs = {}
-    for sight in (0.0, 0.75):
-        level = graph_level(g, scale=0.5, cfg=GraphLevelConfig(reach=6.0, sight=sight))
-        _, sub, _ = level.step(level.init(jax.random.key(0), goal), jax.random.key(1), z,
-                               goal)
-        subs[sight] = np.asarray(sub)
-    assert subs[0.0][0] >= 0.5 and subs[0.0][1] == pytest.approx(5.0)  # round the corner
-    np.testing.assert_allclose(subs[0.75], [0.0, 5.0], atol=1e-6)  # at the corner
-
-
-@pytest.mark.parametrize("goal", [(5.0, 5.0), (1.0, 5.0)])
-def test_line_of_sight_reads_the_episodes_map_among_others(goal):
-    """The same L as above on one of two maps, its states shuffled among a far decoy
-    map's (the check reads only the chosen map's states, by a per-map index table):
-    the same subgoals as on one map."""
+def l_graph_among_others():
+    """`l_graph`'s L as map 1 of two, its states shuffled among a far decoy map's (map 0):
+    (graph, each state's map)."""
     _, pts = l_graph()
     n = len(pts)
-    both = np.concatenate([pts + 50.0, pts])  # map 0: a decoy far away; map 1: the L
-    groups = np.repeat([0, 1], n)
+    both = np.concatenate([pts + 50.0, pts])
     src = np.concatenate([np.arange(n - 1), n + np.arange(n - 1)])
     perm = np.random.default_rng(0).permutation(2 * n)  # interleave the maps' states
     where = np.argsort(perm)  # old index -> new
     g = G.build(both[perm], where[src], where[src + 1], np.ones(len(src), np.float32),
                 n_landmarks=8, k=3, points=both[perm] / 0.5)
+    return g, np.repeat([0, 1], n)[perm]
+
+
+@pytest.mark.parametrize("among_maps", [False, True])
+@pytest.mark.parametrize("goal", [(5.0, 5.0), (1.0, 5.0)])
+def test_line_of_sight_keeps_the_subgoal_short_of_a_corner(goal, among_maps):
+    """Four steps before the corner, reach 6: without `sight` the subgoal (or the goal
+    itself, 6 steps along the graph) lies round the corner, and the straight line to it
+    runs 1.8 steps into the wall corner; with `sight = 0.75` it is the corner state. The
+    same on one of two maps (`family`): the check reads only the episode's map's states."""
+    g, groups = l_graph_among_others() if among_maps else (l_graph()[0], None)
     z, goal = jnp.asarray([0.0, 3.0]), jnp.asarray(goal)
     subs = {}
     for sight in (0.0, 0.75):
-        cfg = GraphLevelConfig(reach=6.0, sight=sight, family=True)
-        level = graph_level(g, scale=0.5, cfg=cfg, groups=groups[perm])
+        cfg = GraphLevelConfig(reach=6.0, sight=sight, family=among_maps)
+        level = graph_level(g, scale=0.5, cfg=cfg, groups=groups)
         _, sub, _ = level.step(level.init(jax.random.key(0), goal), jax.random.key(1), z,
                                goal)
         subs[sight] = np.asarray(sub)

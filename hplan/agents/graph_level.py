@@ -337,11 +337,11 @@ def graph_level(graph: G.BankGraph, scale: float,
         keep = (s.node >= 0) & (ct <= cz + cfg.relocalise)
         return jnp.where(keep, jt, jz), jnp.where(keep, ct, cz)
 
-    def stray(j, cand, fam):
+    def stray(j, cand, ids):
         """[K] how far (base steps) the route from bank state `j` to each of `cand` [K]
-        strays from the straight line between them: the farthest state of map `fam` on a
-        shortest path between the two (within half a step)."""
-        ids = members[fam]
+        strays from the straight line between them: the farthest of the states `ids` [P]
+        (a row of `members`, -1: padding) on a shortest path between the two (within half
+        a step)."""
         live, ids = ids >= 0, jnp.maximum(ids, 0)
         p = graph.points[ids]  # [P, q]
         a, b = graph.points[j], graph.points[cand]  # [q], [K, q]
@@ -467,7 +467,7 @@ def graph_level(graph: G.BankGraph, scale: float,
             per = jnp.where((band[None] == jnp.arange(SIGHTED)[:, None]) & (ids >= 0)[None],
                             score[ids][None], jnp.inf)
             cand, best_in = jnp.maximum(ids[jnp.argmin(per, 1)], 0), jnp.min(per, 1)
-            dev = stray(jz, jnp.append(cand, jt), s.fam)
+            dev = stray(jz, jnp.append(cand, jt), ids)
             # (a band's best is no candidate if penalised, +1e3, beside the plain best)
             ok = (dev[:-1] <= cfg.sight) & (best_in < score[i] + 500.0)
             i = jnp.where(jnp.any(ok), cand[jnp.argmin(jnp.where(ok, best_in, jnp.inf))], i)
