@@ -59,6 +59,11 @@ class MPCConfig:
     # Cost on reversing the action just executed: reverse * max(0, -<a_0, a_prev>) / |A|.
     # Damps back-and-forth round a subgoal; turns of up to 90 degrees are free. 0: off.
     reverse: float = 0.0
+    # The first step of every rollout by a predictor that also reads the current frame
+    # (`hplan.wm.frame_step`), fitted for this many updates when the agent is built; the
+    # rest by the level-0 model. A pixel latent trained JEPA-style loses the wall beside
+    # the agent (the model walks through it); the frame holds it. 0: off. Pixel tasks only.
+    frame_step: int = 0
 
     def __post_init__(self):
         if self.planner not in PLANNERS:
@@ -71,6 +76,9 @@ class MPCConfig:
                 raise ConfigError(key, f"{key}={v!r}", "use a positive integer")
         if not self.reverse >= 0:
             raise ConfigError("reverse", f"reverse={self.reverse!r}", "use a weight >= 0")
+        if not (isinstance(self.frame_step, int) and self.frame_step >= 0):
+            raise ConfigError("frame_step", f"frame_step={self.frame_step!r}",
+                              "use a number of updates >= 0 (0: off), e.g. 1000")
         if not self.inverse_within >= 0:
             raise ConfigError("inverse_within", f"inverse_within={self.inverse_within!r}",
                               "use a distance in base steps >= 0 (0: off)")
@@ -104,8 +112,10 @@ def action_filter(env) -> Callable[[jax.Array], jax.Array]:
     return getattr(env, "action_filter", clip_actions)
 
 
-def latent_cost(ctx, cfg: MPCConfig) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
-    """`cost(z0, goal_z, actions [H, A])` (see the module docstring)."""
+def latent_cost(ctx, cfg: MPCConfig, first=None) -> Callable[..., jax.Array]:
+    """`cost(z0, goal_z, actions [H, A][, frame])` (see the module docstring); with
+    `first` (a `FrameStepModel`) and the current frame's `context`, the rollout's first
+    step is `first`'s."""
     stack, task, scale = ctx.stack, ctx.task, ctx.scale
     filt = action_filter(task.env)
     keep_outs = [g for g in task.guardrails if isinstance(g, KeepOut)]
@@ -119,10 +129,14 @@ def latent_cost(ctx, cfg: MPCConfig) -> Callable[[jax.Array, jax.Array, jax.Arra
         guard = costs.penalty(costs.guardrails(keep_outs, lambda z: z @ w + b),
                               cfg.guard_weight, cfg.guard_margin)
 
-    def cost(z0, goal, actions):
+    def cost(z0, goal, actions, frame=None):
         model = nnx.merge(stack.wm_graph, stack.wm_params)
         actions = filt(actions)
-        zs = model.rollout(0, z0, actions)
+        if first is None or frame is None:
+            zs = model.rollout(0, z0, actions)
+        else:
+            z1 = first.step(frame, z0, actions[0])
+            zs = jnp.concatenate([z1[None], model.rollout(0, z1, actions[1:])])
         d = costs.safe_norm(zs - goal) / scale
         c = cfg.running * jnp.sum(d) + cfg.terminal * d[-1]
         if cfg.critic == "path":
@@ -145,7 +159,8 @@ class MPCState(NamedTuple):
 def mpc(ctx, cfg: MPCConfig, planner: P.Planner | None = None) -> Actuator:
     """Level-0 MPC over the learned model: plan every step from the current latent,
     execute the first action, warm-start the next step with the shifted plan."""
-    cost = latent_cost(ctx, cfg)
+    first = ctx.frame_step(cfg.frame_step) if cfg.frame_step > 0 else None
+    cost = latent_cost(ctx, cfg, first)
     filt = action_filter(ctx.task.env)
     planner = planner or make_planner(cfg)
     size = ctx.task.env.action_size
@@ -156,14 +171,15 @@ def mpc(ctx, cfg: MPCConfig, planner: P.Planner | None = None) -> Actuator:
         return MPCState(jnp.zeros((cfg.horizon, size), jnp.float32),
                         jnp.zeros((size,), jnp.float32))
 
-    def total(z, subgoal, prev):
+    def total(z, subgoal, prev, frame=None):
         if cfg.reverse == 0:
-            return lambda a: cost(z, subgoal, a)
-        return lambda a: cost(z, subgoal, a) + cfg.reverse * jax.nn.relu(
+            return lambda a: cost(z, subgoal, a, frame)
+        return lambda a: cost(z, subgoal, a, frame) + cfg.reverse * jax.nn.relu(
             -jnp.dot(filt(a[0]), prev)) / size
 
-    def act(state, key, z, subgoal):
-        plan, info = P.solve(planner, total(z, subgoal, state.prev), state.plan, key,
+    def act(state, key, z, subgoal, obs=None):
+        frame = first.context(obs) if first is not None and obs is not None else None
+        plan, info = P.solve(planner, total(z, subgoal, state.prev, frame), state.plan, key,
                              cfg.iters)
         n = info["n_evals"]
         a = filt(plan[0])
@@ -174,7 +190,7 @@ def mpc(ctx, cfg: MPCConfig, planner: P.Planner | None = None) -> Actuator:
             "cost": info["cost"], "n_evals": n, "n_model": n * cfg.horizon,
             "n_critic": n * cfg.critic_calls, "plan": filt(plan)}
 
-    return Actuator(init, act)
+    return Actuator(init, act, (lambda state: state.obs) if first is not None else None)
 
 
 def inverse_step(ctx) -> Callable[[jax.Array, jax.Array], jax.Array]:

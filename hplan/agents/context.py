@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hplan.agents import graph as G
+from hplan.core import ConfigError
 from hplan.wm.jepa import step_rms
 
 
@@ -483,6 +484,7 @@ class Context:
     _pinned: np.ndarray | None = None
     _inverse_unit: float | None = None
     _snap: tuple | None = None
+    _frame_steps: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.scale is None:
@@ -500,6 +502,29 @@ class Context:
             z0, z1 = recorded_steps(self.stack, self.data)
             self._inverse_unit = float(step_rms(jnp.asarray(z1 - z0)))
         return self._inverse_unit
+
+    def frame_step(self, updates: int, seed: int = 0):
+        """A `hplan.wm.frame_step` predictor fitted to the data's recorded transitions
+        (every frame encoded once: `snap` for pixels), once per (updates, seed)."""
+        from hplan.wm import frame_step as F
+
+        if (updates, seed) not in self._frame_steps:
+            if self.data is None:
+                raise ValueError("the frame step is fitted to dataset transitions. Fix: "
+                                 "pass the task's offline data")
+            obs = np.asarray(self.data.obs)
+            if obs.ndim != 5:
+                raise ConfigError("frame_step", f"frame_step={updates} on observations of "
+                                  f"shape {obs.shape[2:]}", "use it on a pixel task "
+                                  "(images [H, W, C]), or set frame_step = 0")
+            z = np.asarray(self.snap()[0], np.float32)  # images: the encoded frames
+            t = self.data.actions.shape[1]
+            self._frame_steps[(updates, seed)] = F.fit(
+                obs[:, :t].reshape(-1, *obs.shape[2:]), z[:, :t].reshape(-1, z.shape[-1]),
+                z[:, 1:t + 1].reshape(-1, z.shape[-1]),
+                np.asarray(self.data.actions, np.float32).reshape(-1, self.data.actions.shape[-1]),
+                updates, seed, progress=True)[0]
+        return self._frame_steps[(updates, seed)]
 
     def snap(self) -> tuple[np.ndarray, float]:
         """`snap_states(stack, data)`, computed once: with pixels it encodes every dataset

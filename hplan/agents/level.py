@@ -105,7 +105,10 @@ class Actuator(NamedTuple):
     on to the chain's per-step info, e.g. for distillation)."""
 
     init: Callable[[jax.Array], Any]
-    act: Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[Any, jax.Array, dict]]
+    act: Callable[..., tuple[Any, jax.Array, dict]]
+    # `observe(state) -> obs`: what the actuator reads besides the latent, passed to `act`
+    # as a fifth argument (e.g. the frame, `MPCConfig.frame_step`); None: nothing.
+    observe: Callable[[State], jax.Array] | None = None
 
 
 class ChainState(NamedTuple):
@@ -166,7 +169,8 @@ def chain(levels: Sequence[Level], actuator: Actuator,
             n_critic = n_critic + info["n_critic"]
             cut = cut | info.get("cut", jnp.bool_(False))
             graph_info.update({key: info[key] for key in ("node", "togo") if key in info})
-        act_state, action, a_info = actuator.act(act_state, k_act, z, target)
+        seen = () if actuator.observe is None else (actuator.observe(state),)
+        act_state, action, a_info = actuator.act(act_state, k_act, z, target, *seen)
         if predict is not None:
             sur = S.predicted(sur, z, predict(z, action), scale)
         idx = idx or [jnp.int32(-1)]
