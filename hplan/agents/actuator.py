@@ -64,6 +64,10 @@ class MPCConfig:
     # rest by the level-0 model. A pixel latent trained JEPA-style loses the wall beside
     # the agent (the model walks through it); the frame holds it. 0: off. Pixel tasks only.
     frame_step: int = 0
+    # Rollout steps the frame step takes, all from the current frame (it sees the walls
+    # round where the agent is now, and holds them for the next steps); the rest by the
+    # level-0 model.
+    frame_horizon: int = 1
 
     def __post_init__(self):
         if self.planner not in PLANNERS:
@@ -76,6 +80,9 @@ class MPCConfig:
                 raise ConfigError(key, f"{key}={v!r}", "use a positive integer")
         if not self.reverse >= 0:
             raise ConfigError("reverse", f"reverse={self.reverse!r}", "use a weight >= 0")
+        if not (isinstance(self.frame_horizon, int) and 1 <= self.frame_horizon <= self.horizon):
+            raise ConfigError("frame_horizon", f"frame_horizon={self.frame_horizon!r}",
+                              f"use an integer in [1, horizon = {self.horizon}]")
         if not (isinstance(self.frame_step, int) and self.frame_step >= 0):
             raise ConfigError("frame_step", f"frame_step={self.frame_step!r}",
                               "use a number of updates >= 0 (0: off), e.g. 1000")
@@ -135,8 +142,15 @@ def latent_cost(ctx, cfg: MPCConfig, first=None) -> Callable[..., jax.Array]:
         if first is None or frame is None:
             zs = model.rollout(0, z0, actions)
         else:
-            z1 = first.step(frame, z0, actions[0])
-            zs = jnp.concatenate([z1[None], model.rollout(0, z1, actions[1:])])
+            k = cfg.frame_horizon
+
+            def seen(z, a):
+                z = first.step(frame, z, a)
+                return z, z
+
+            zk, near = jax.lax.scan(seen, z0, actions[:k])
+            zs = near if k == len(actions) else jnp.concatenate(
+                [near, model.rollout(0, zk, actions[k:])])
         d = costs.safe_norm(zs - goal) / scale
         c = cfg.running * jnp.sum(d) + cfg.terminal * d[-1]
         if cfg.critic == "path":
