@@ -7,11 +7,12 @@ and free ones. If a predictor trained this long still moves blocked pushes like 
 ones, the latent does not hold what it needs: the encoder, not the joint training, is at
 fault. The stack's own level-0 model is reported beside it.
 
-With `--frame N`, a second fresh predictor also reads the frame (N updates): the
-encoder's own next latent, from (z, a) and a translation-invariant summary of the frame
-(patch features, a 3x3 convolution, pooled by a learned attention over locations), so
-what it learns of walls beside the agent holds wherever the wall is. Reported with the
-share of held-out pushes it reads the right way (blocked under 0.3 cells, free over 0.3).
+With `--frame N`, a second fresh predictor also reads the frame (`hplan.wm.frame_step`,
+N updates): the encoder's own next latent, from (z, a) and a translation-invariant
+summary of the frame (patch features, a 3x3 convolution, pooled by a learned attention
+over locations), so what it learns of walls beside the agent holds wherever the wall is.
+Reported with the share of held-out pushes it reads the right way (blocked under 0.3
+cells, free over 0.3).
 
 Run: .venv/bin/python bench/frozen_predictor.py --task two-rooms-random --seed 0
      [--override JSON] [--updates 20000] [--frame 1500] [--json OUT]
@@ -37,7 +38,8 @@ from flax import nnx
 from bench.common import dividing_wall, family_env, overridden, write
 from hplan import tasks
 from hplan.train import pipeline
-from hplan.wm.models import MLP, Conv3, PatchConv, frames
+from hplan.wm import frame_step
+from hplan.wm.models import MLP
 
 
 def transitions(env, ds):
@@ -92,55 +94,18 @@ def fit_predictor(z0, z1, act, updates: int, seed: int, init_seed: int = 0,
             float(loss))
 
 
-class FrameStep(nnx.Module):
-    """(frame, z, a) -> z' - z: an MLP on (z, a) and the frame's local features pooled by
-    a learned attention over locations (where the agent is, it can learn)."""
-
-    def __init__(self, channels: int, d: int, a: int, rngs: nnx.Rngs, width: int = 32):
-        self.c1 = PatchConv(channels, width, 2, rngs)
-        self.c2 = Conv3(width, width, rngs)
-        self.att = nnx.Linear(width, 1, rngs=rngs)
-        self.head = MLP([width + d + a, 256, 256, d], rngs)
-
-    def __call__(self, obs, z, a):
-        x = jax.nn.gelu(self.c2(jax.nn.gelu(self.c1(frames(obs)))))
-        x = x.reshape(x.shape[0], -1, x.shape[-1])
-        w = jax.nn.softmax(self.att(x)[..., 0], axis=1)
-        return self.head(jnp.concatenate([jnp.einsum("nl,nlc->nc", w, x), z, a], -1))
-
-
 def fit_frame_predictor(obs, z0, z1, act, updates: int, seed: int) -> tuple[Callable, float]:
-    """A fresh `FrameStep` fitted by Adam to frozen latents (batches of 256 frames);
-    returns (predict(obs, z, a) -> z' as numpy, final loss in squared step rms)."""
-    unit = float(np.sqrt(np.mean(np.sum((z1 - z0) ** 2, -1))))
-    net = FrameStep(obs.shape[-1], z0.shape[-1], act.shape[-1], nnx.Rngs(seed))
-    gd, params = nnx.split(net)
-    opt = optax.adam(1e-3)
-    state = opt.init(params)
-    o, x0, x1, u = (jnp.asarray(v) for v in (obs, z0, z1, act))
-
-    def predict(prm, oo, zz, aa):
-        return zz + unit * nnx.merge(gd, prm)(oo, zz, aa)
-
-    @jax.jit
-    def update(prm, state, key):
-        i = jax.random.randint(key, (256,), 0, x0.shape[0])
-        loss, grad = jax.value_and_grad(lambda q: jnp.mean(jnp.sum(
-            (predict(q, o[i], x0[i], u[i]) - x1[i]) ** 2, -1)) / unit**2)(prm)
-        upd, state = opt.update(grad, state, prm)
-        return optax.apply_updates(prm, upd), state, loss
-
-    key = jax.random.key(seed)
-    for it in range(updates):
-        params, state, loss = update(params, state, jax.random.fold_in(key, it))
-    apply = jax.jit(predict)
+    """`hplan.wm.frame_step.fit` on these transitions; returns (predict(obs, z, a) -> z'
+    as numpy, final loss in squared step rms)."""
+    model, loss = frame_step.fit(obs, z0, z1, act, updates, seed)
+    apply = jax.jit(jax.vmap(lambda o, z, a: model.step(model.context(o), z, a)))
 
     def run(oo, zz, aa):
-        return np.concatenate([np.asarray(apply(params, *(jnp.asarray(v[k: k + 4096])
-                                                          for v in (oo, zz, aa))))
+        return np.concatenate([np.asarray(apply(*(jnp.asarray(v[k: k + 4096])
+                                                  for v in (oo, zz, aa))))
                                for k in range(0, len(zz), 4096)])
 
-    return run, float(loss)
+    return run, loss
 
 
 def main(argv=None) -> dict:
