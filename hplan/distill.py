@@ -63,12 +63,12 @@ class DistillConfig:
 def recording(actuator):
     """The actuator, with (latent, subgoal, its plan) put in `info["record"]`."""
 
-    def act(state, key, z, subgoal):
-        state, action, info = actuator.act(state, key, z, subgoal)
+    def act(state, key, z, subgoal, *seen):
+        state, action, info = actuator.act(state, key, z, subgoal, *seen)
         return state, action, {**info, "record": {"z": z, "subgoal": subgoal,
                                                   "label": info["plan"]}}
 
-    return Actuator(actuator.init, act)
+    return Actuator(actuator.init, act, actuator.observe)
 
 
 def run_round(task, agent_cfg, ctx, student: S1.Student | None, key, episodes: int,

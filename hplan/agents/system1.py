@@ -142,11 +142,11 @@ def system1_mpc(ctx, cfg: MPCConfig, student: Student) -> Actuator:
     inner = mpc(ctx, cfg)
     graph, params = nnx.split(student)
 
-    def act(state, key, z, subgoal):
+    def act(state, key, z, subgoal, *seen):
         warm = nnx.merge(graph, params)(z, subgoal)
-        return inner.act(state._replace(plan=warm), key, z, subgoal)
+        return inner.act(state._replace(plan=warm), key, z, subgoal, *seen)
 
-    return Actuator(inner.init, act)
+    return Actuator(inner.init, act, inner.observe)
 
 
 def student_acts(teacher: Actuator, student: Student, filt) -> Actuator:
@@ -154,8 +154,8 @@ def student_acts(teacher: Actuator, student: Student, filt) -> Actuator:
     its plan (`info["plan"]`) is the label."""
     graph, params = nnx.split(student)
 
-    def act(state, key, z, subgoal):
-        state, _, info = teacher.act(state, key, z, subgoal)
+    def act(state, key, z, subgoal, *seen):
+        state, _, info = teacher.act(state, key, z, subgoal, *seen)
         return state, filt(nnx.merge(graph, params)(z, subgoal)[0]), info
 
-    return Actuator(teacher.init, act)
+    return Actuator(teacher.init, act, teacher.observe)
