@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
         west = xy[:, 1] < wall[groups]
         per = pieces(links, groups)
         one_room = 0
-        for _g, (sel, lab) in per.items():
+        for sel, lab in per.values():
             big = lab == np.bincount(lab).argmax()
             one_room += int(west[sel][big].all() or (~west[sel][big]).all())
         check = C.critic_too_far(st, bank, a.bridge_critic) if a.bridge_critic > 0 else None
