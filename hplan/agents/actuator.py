@@ -68,6 +68,10 @@ class MPCConfig:
     # round where the agent is now, and holds them for the next steps); the rest by the
     # level-0 model.
     frame_horizon: int = 1
+    # What the frame step reads: "agent", the walls round the agent in the frame
+    # (`hplan.wm.frame_step`); "map", the walls where the rollout's latent says the agent
+    # is (`hplan.wm.map_step`), so they hold over a whole rollout
+    frame_kind: str = "agent"
 
     def __post_init__(self):
         if self.planner not in PLANNERS:
@@ -83,6 +87,9 @@ class MPCConfig:
         if not (isinstance(self.frame_horizon, int) and 1 <= self.frame_horizon <= self.horizon):
             raise ConfigError("frame_horizon", f"frame_horizon={self.frame_horizon!r}",
                               f"use an integer in [1, horizon = {self.horizon}]")
+        if self.frame_kind not in ("agent", "map"):
+            raise ConfigError("frame_kind", f"frame_kind={self.frame_kind!r}",
+                              "use 'agent' or 'map'")
         if not (isinstance(self.frame_step, int) and self.frame_step >= 0):
             raise ConfigError("frame_step", f"frame_step={self.frame_step!r}",
                               "use a number of updates >= 0 (0: off), e.g. 1000")
@@ -173,7 +180,7 @@ class MPCState(NamedTuple):
 def mpc(ctx, cfg: MPCConfig, planner: P.Planner | None = None) -> Actuator:
     """Level-0 MPC over the learned model: plan every step from the current latent,
     execute the first action, warm-start the next step with the shifted plan."""
-    first = ctx.frame_step(cfg.frame_step) if cfg.frame_step > 0 else None
+    first = ctx.frame_step(cfg.frame_step, kind=cfg.frame_kind) if cfg.frame_step > 0 else None
     cost = latent_cost(ctx, cfg, first)
     filt = action_filter(ctx.task.env)
     planner = planner or make_planner(cfg)

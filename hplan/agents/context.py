@@ -503,28 +503,38 @@ class Context:
             self._inverse_unit = float(step_rms(jnp.asarray(z1 - z0)))
         return self._inverse_unit
 
-    def frame_step(self, updates: int, seed: int = 0):
-        """A `hplan.wm.frame_step` predictor fitted to the data's recorded transitions
-        (every frame encoded once: `snap` for pixels), once per (updates, seed)."""
+    def frame_step(self, updates: int, seed: int = 0, kind: str = "agent"):
+        """A predictor that also reads the frame, fitted to the data's recorded
+        transitions (every frame encoded once: `snap` for pixels), once per (kind,
+        updates, seed). `kind`: "agent", `hplan.wm.frame_step` (the walls round the
+        agent in the frame it is given); "map", `hplan.wm.map_step` (the walls where the
+        latent says the agent is, in any frame of the map)."""
         from hplan.wm import frame_step as F
+        from hplan.wm import map_step as M
 
-        if (updates, seed) not in self._frame_steps:
+        if (kind, updates, seed) not in self._frame_steps:
             if self.data is None:
                 raise ValueError("the frame step is fitted to dataset transitions. Fix: "
                                  "pass the task's offline data")
             obs = np.asarray(self.data.obs)
             if obs.ndim != 5:
-                raise ConfigError("frame_step", f"frame_step={updates} on observations of "
-                                  f"shape {obs.shape[2:]}", "use it on a pixel task "
-                                  "(images [H, W, C]), or set frame_step = 0")
+                raise ConfigError("frame_step", f"a frame step ({kind}, {updates} updates) "
+                                  f"on observations of shape {obs.shape[2:]}", "use it on "
+                                  "a pixel task (images [H, W, C]), or turn it off")
             z = np.asarray(self.snap()[0], np.float32)  # images: the encoded frames
-            t = self.data.actions.shape[1]
-            self._frame_steps[(updates, seed)] = F.fit(
-                obs[:, :t].reshape(-1, *obs.shape[2:]), z[:, :t].reshape(-1, z.shape[-1]),
-                z[:, 1:t + 1].reshape(-1, z.shape[-1]),
-                np.asarray(self.data.actions, np.float32).reshape(-1, self.data.actions.shape[-1]),
-                updates, seed, progress=True)[0]
-        return self._frame_steps[(updates, seed)]
+            acts = np.asarray(self.data.actions, np.float32)
+            t = acts.shape[1]
+            if kind == "map":
+                model = M.fit(obs[:, :t + 1], z[:, :t + 1], acts, updates, seed,
+                              progress=True)[0]
+            else:
+                model = F.fit(obs[:, :t].reshape(-1, *obs.shape[2:]),
+                              z[:, :t].reshape(-1, z.shape[-1]),
+                              z[:, 1:t + 1].reshape(-1, z.shape[-1]),
+                              acts.reshape(-1, acts.shape[-1]), updates, seed,
+                              progress=True)[0]
+            self._frame_steps[(kind, updates, seed)] = model
+        return self._frame_steps[(kind, updates, seed)]
 
     def snap(self) -> tuple[np.ndarray, float]:
         """`snap_states(stack, data)`, computed once: with pixels it encodes every dataset

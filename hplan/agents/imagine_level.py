@@ -70,8 +70,16 @@ class Config:
     cone: float = 0.0
     cone_near: float = 1.0
     critic_level: int = -1  # whose critic scores the target's joins (-1: the top)
+    # Imagine with `hplan.wm.map_step` (fitted this many updates when the agent is built)
+    # instead of the level-0 model: it reads the walls of the map in the frame where the
+    # imagined latent says the agent is, so the graph stays out of walls it can see. 0:
+    # the level-0 model. Pixel tasks only.
+    map_step: int = 0
 
     def __post_init__(self):
+        if not (isinstance(self.map_step, int) and self.map_step >= 0):
+            raise ConfigError("map_step", f"map_step={self.map_step!r}",
+                              "use a number of updates >= 0 (0: off), e.g. 3000")
         for key in ("rollouts", "horizon", "segments", "nodes", "max_cuts", "patience"):
             v = getattr(self, key)
             if not (isinstance(v, int) and v >= 1):
@@ -130,11 +138,15 @@ def make(cfg: Config, ctx) -> Level:
     def critic(a, b):
         return stride * stack.critic(level)(a, b)
 
-    return imagine_level(cfg, stack.model, critic, scale, action_size)
+    seer = ctx.frame_step(cfg.map_step, kind="map") if cfg.map_step > 0 else None
+    return imagine_level(cfg, stack.model, critic, scale, action_size, seer)
 
 
-def imagine_level(cfg: Config, model_fn, critic, scale: float, action_size: int) -> Level:
-    """`model_fn()` -> a model with `rollout(0, z, actions)`; `critic(a, b)` in base steps."""
+def imagine_level(cfg: Config, model_fn, critic, scale: float, action_size: int,
+                  seer=None) -> Level:
+    """`model_fn()` -> a model with `rollout(0, z, actions)`; `critic(a, b)` in base steps;
+    `seer`: a model with `context(obs)` and `step(ctx, z, a)` (`hplan.wm.map_step`) that
+    imagines instead, from the frame the level is shown (its `locate`)."""
     m, c = cfg.nodes, cfg.max_cuts
     half = cfg.rollouts // 2
     seg = -(-cfg.horizon // cfg.segments)
@@ -168,7 +180,17 @@ def imagine_level(cfg: Config, model_fn, critic, scale: float, action_size: int)
         q = quad(jnp.sum(x * x, -1), xu, xu, off)
         return jnp.any(live & (q <= 1.0), axis=-1)
 
-    def imagine(key, z, zg):
+    def rollout(z0, acts, frame_ctx):
+        if seer is None:
+            return model_fn().rollout(0, z0, acts)
+
+        def f(zz, a):
+            zz = seer.step(frame_ctx, zz, a)
+            return zz, zz
+
+        return jax.lax.scan(f, z0, acts)[1]
+
+    def imagine(key, z, zg, frame=None):
         """[M, d] spread-out latents the model predicts from `z` and `zg`."""
         k_dir, _ = jax.random.split(key)
         if action_size == 2:
@@ -180,8 +202,8 @@ def imagine_level(cfg: Config, model_fn, critic, scale: float, action_size: int)
         acts = jnp.repeat(acts, seg, axis=1)[:, : cfg.horizon]
         starts = jnp.concatenate([jnp.broadcast_to(z, (half,) + z.shape),
                                   jnp.broadcast_to(zg, (half,) + z.shape)])
-        model = model_fn()
-        zs = jax.vmap(lambda z0, a: model.rollout(0, z0, a))(starts, acts)
+        c = None if frame is None else seer.context(frame)
+        zs = jax.vmap(lambda z0, a: rollout(z0, a, c))(starts, acts)
         pts = jnp.concatenate([z[None], zg[None], zs.reshape(-1, z.shape[-1])])
 
         def pick(i, carry):
@@ -193,8 +215,8 @@ def imagine_level(cfg: Config, model_fn, critic, scale: float, action_size: int)
         idx, _ = jax.lax.fori_loop(1, m, pick, (idx0, jnp.sum((pts - z) ** 2, -1)))
         return pts[idx]
 
-    def build(s: ImagineState, key, z, target) -> ImagineState:
-        nodes = imagine(key, z, target)
+    def build(s: ImagineState, key, z, target, frame=None) -> ImagineState:
+        nodes = imagine(key, z, target, frame)
         v = critic(nodes, jnp.broadcast_to(target, nodes.shape))
         base = jnp.where(v <= cfg.join, v, v + cfg.far)
         return s._replace(nodes=nodes, base=base, target=target, built=jnp.bool_(True),
@@ -249,9 +271,9 @@ def imagine_level(cfg: Config, model_fn, critic, scale: float, action_size: int)
             hit = hit | jnp.any(here & (cos > cfg.cone), axis=-1)
         return ~hit
 
-    def step(s: ImagineState, key, z, target):
+    def step(s: ImagineState, key, z, target, *where):
         fresh = ~s.built | jnp.any(jnp.abs(target - s.target) > 1e-6)
-        s = once(fresh, lambda s, z: build(s, key, z, target), s, z)
+        s = once(fresh, lambda s, z, *f: build(s, key, z, target, *f), s, z, *where)
         s = once(s.stale, recompute, s)
         dz = steps(z, s.nodes)
         ok = (dz <= cfg.reach) & (s.togo < BIG) & clear(s, z, s.nodes)
@@ -285,4 +307,4 @@ def imagine_level(cfg: Config, model_fn, critic, scale: float, action_size: int)
     def surprised(s: ImagineState) -> ImagineState:
         return s._replace(shock=jnp.bool_(True))
 
-    return Level(init, step, surprised)
+    return Level(init, step, surprised, None if seer is None else (lambda st: st.obs))

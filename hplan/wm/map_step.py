@@ -1,0 +1,129 @@
+"""A one-step predictor that reads the map from any frame of it: (frame, z, a) -> z'.
+
+`frame_step` finds the agent in the frame it is given, so it knows only the walls round
+where the agent stands now; an imagined rollout leaves that place after one step. This
+predictor looks where the latent says the agent is: a head maps z to a distribution over
+the frame's locations, and the frame's local features (walls) are pooled under it. It is
+fitted with the frame of another time of the same episode (the same map, the agent
+elsewhere), so it cannot read the position off the frame; and with a teacher, a content
+attention over the current frame (which finds the agent, as `frame_step` does), whose
+weights the z-head learns to match. One frame then serves every step of an imagined
+rollout, so level-0 rollouts on a map the data never saw respect its walls. Fitted on
+the stack's frozen latents, to the encoder's own next latent: nothing is reconstructed.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from hplan.wm.models import MLP, Conv3, PatchConv, frames
+
+PATCH = 2
+
+
+class MapStep(nnx.Module):
+    """(map features, z, a) -> (z' - z) / unit; `features(frames)` once a map."""
+
+    def __init__(self, shape: tuple[int, int, int], d: int, a: int, rngs: nnx.Rngs,
+                 width: int = 32, hidden: int = 256):
+        h, w, c = shape
+        self.c1 = PatchConv(c, width, PATCH, rngs)
+        self.c2 = Conv3(width, width, rngs)
+        self.att = nnx.Linear(width, 1, rngs=rngs)  # the teacher: where the agent is
+        self.where = MLP([d, hidden, hidden, -(-h // PATCH) * -(-w // PATCH)], rngs)
+        self.head = MLP([width + d + a, hidden, hidden, d], rngs)
+
+    def features(self, obs: jax.Array) -> jax.Array:
+        """[N, L, width]: local features at each of the frame's L locations."""
+        x = jax.nn.gelu(self.c2(jax.nn.gelu(self.c1(frames(obs)))))
+        return x.reshape(x.shape[0], -1, x.shape[-1])
+
+    def look(self, feat: jax.Array, z: jax.Array) -> jax.Array:
+        """[N, width]: the features where z says the agent is."""
+        return jnp.einsum("nl,nlc->nc", jax.nn.softmax(self.where(z), -1), feat)
+
+    def move(self, seen: jax.Array, z: jax.Array, a: jax.Array) -> jax.Array:
+        return self.head(jnp.concatenate([seen, z, a], -1))
+
+
+class MapStepModel(NamedTuple):
+    """A fitted `MapStep` as a pure pytree, with `FrameStepModel`'s interface:
+    `context(obs)` once (any frame of the map), then `step(ctx, z, a) -> z'`."""
+
+    graphdef: nnx.GraphDef
+    params: nnx.State
+    unit: float
+
+    def context(self, obs: jax.Array) -> jax.Array:
+        return nnx.merge(self.graphdef, self.params).features(obs[None])[0]
+
+    def step(self, ctx: jax.Array, z: jax.Array, a: jax.Array) -> jax.Array:
+        net = nnx.merge(self.graphdef, self.params)
+        return z + self.unit * net.move(net.look(ctx[None], z[None]), z[None], a[None])[0]
+
+
+def fit(obs: np.ndarray, z: np.ndarray, actions: np.ndarray, updates: int, seed: int = 0,
+        batch: int = 256, lr: float = 1e-3, teach: float = 0.1,
+        progress: bool = False) -> tuple[MapStepModel, float]:
+    """A `MapStep` fitted by Adam to recorded episodes: frames [E, T+1, H, W, C], their
+    latents [E, T+1, d], actions [E, T, a], one map per episode. Returns (model, the
+    student's final loss in squared step units)."""
+    if obs.ndim != 5:
+        raise ValueError(f"frames of shape {obs.shape}: the map step reads episodes of "
+                         "images [E, T+1, H, W, C]. Fix: use it on a pixel task "
+                         "(obs = 'pixels')")
+    e, t1 = obs.shape[:2]
+    if z.shape[:2] != (e, t1) or actions.shape[:2] != (e, t1 - 1):
+        raise ValueError(f"{obs.shape[:2]} frames, {z.shape[:2]} latents, "
+                         f"{actions.shape[:2]} actions: give latents for every frame "
+                         "and one action fewer per episode")
+    d = z.shape[-1]
+    unit = float(np.sqrt(np.mean(np.sum((z[:, 1:] - z[:, :-1]) ** 2, -1))))
+    net = MapStep(obs.shape[2:], d, actions.shape[-1], nnx.Rngs(seed))
+    gd, params = nnx.split(net)
+    opt = optax.adam(optax.cosine_decay_schedule(lr, updates, 0.1))
+    state = opt.init(params)
+    o, x, u = jnp.asarray(obs), jnp.asarray(z), jnp.asarray(actions)
+
+    @jax.jit
+    def update(prm, state, key):
+        ke, kt, ko = jax.random.split(key, 3)
+        ep = jax.random.randint(ke, (batch,), 0, e)
+        t = jax.random.randint(kt, (batch,), 0, t1 - 1)
+        other = jax.random.randint(ko, (batch,), 0, t1)
+        z0, z1, a = x[ep, t], x[ep, t + 1], u[ep, t]
+
+        def loss(q):
+            m = nnx.merge(gd, q)
+            now = m.features(o[ep, t])
+            w = jax.nn.softmax(m.att(now)[..., 0], -1)
+            teacher = m.move(jnp.einsum("nl,nlc->nc", w, now), z0, a)
+            student = m.move(m.look(m.features(o[ep, other]), z0), z0, a)
+
+            def err(p):
+                return jnp.mean(jnp.sum((z0 + unit * p - z1) ** 2, -1)) / unit**2
+
+            match = -jnp.mean(jnp.sum(jax.lax.stop_gradient(w)
+                                      * jax.nn.log_softmax(m.where(z0), -1), -1))
+            s = err(student)
+            return err(teacher) + s + teach * match, s
+
+        (_, value), grad = jax.value_and_grad(loss, has_aux=True)(prm)
+        upd, state = opt.update(grad, state, prm)
+        return optax.apply_updates(prm, upd), state, value
+
+    key = jax.random.key(seed)
+    steps = range(updates)
+    if progress:
+        from tqdm.auto import tqdm
+        steps = tqdm(steps, desc="map step", leave=False)
+    value = jnp.inf
+    for it in steps:
+        params, state, value = update(params, state, jax.random.fold_in(key, it))
+    return MapStepModel(gd, params, unit), float(value)

@@ -1,0 +1,67 @@
+"""`hplan.wm.map_step`: a predictor that reads the walls where the latent says the agent
+is, from a frame taken at another time of the episode."""
+
+import numpy as np
+import pytest
+
+from hplan.wm import map_step
+
+N = 8  # frame side (pixels); the agent moves one pixel a step
+
+
+def world(seed: int, episodes: int, steps: int = 24):
+    """A vertical wall at a random column per episode (no door); latent = position / N;
+    frames: wall and agent channels. Returns frames [E, T+1, N, N, 2], latents, actions,
+    and which steps pushed into the wall from beside it."""
+    rng = np.random.default_rng(seed)
+    moves = np.array([[0, 1], [0, -1], [1, 0], [-1, 0]])
+    obs = np.zeros((episodes, steps + 1, N, N, 2), np.uint8)
+    pos = np.zeros((episodes, steps + 1, 2), np.int64)
+    acts = np.zeros((episodes, steps, 2), np.float32)
+    into = np.zeros((episodes, steps), bool)
+    for e in range(episodes):
+        wall = rng.integers(2, N - 2)
+        side = rng.integers(0, 2)
+        p = np.array([rng.integers(0, N), rng.integers(0, wall) if side == 0
+                      else rng.integers(wall + 1, N)])
+        for t in range(steps + 1):
+            obs[e, t, :, wall, 0] = 255
+            obs[e, t, p[0], p[1], 1] = 255
+            pos[e, t] = p
+            if t == steps:
+                break
+            a = moves[rng.integers(0, 4)]
+            q = p + a
+            blocked = not (0 <= q[0] < N and 0 <= q[1] < N) or q[1] == wall
+            into[e, t] = q[1] == wall
+            acts[e, t] = a
+            p = p if blocked else q
+    return obs, (pos / N).astype(np.float32), acts, into
+
+
+@pytest.mark.slow
+def test_map_step_sees_the_wall_from_a_frame_of_another_time():
+    obs, z, acts, _ = world(0, 512)
+    model, loss = map_step.fit(obs, z, acts, updates=1500, seed=0, lr=3e-3)
+    tobs, tz, tacts, into = world(1, 64)  # fresh episodes, fresh walls
+    e, t = np.nonzero(into)
+    import jax
+    import jax.numpy as jnp
+
+    step = jax.jit(jax.vmap(lambda o, zz, aa: model.step(model.context(o), zz, aa)))
+    # the frame is the episode's first: the agent is elsewhere in it
+    pred = np.asarray(step(jnp.asarray(tobs[e, 0]), jnp.asarray(tz[e, t]),
+                           jnp.asarray(tacts[e, t])))
+    moved = np.linalg.norm(pred - tz[e, t], axis=-1) * N  # pixels
+    assert len(e) > 50
+    assert np.median(moved) < 0.3, f"pushes into the wall moved {np.median(moved):.2f} px"
+    free = ~into & (np.linalg.norm(tz[:, 1:] - tz[:, :-1], axis=-1) > 0)
+    fe, ft = np.nonzero(free)
+    fp = np.asarray(step(jnp.asarray(tobs[fe, 0]), jnp.asarray(tz[fe, ft]),
+                         jnp.asarray(tacts[fe, ft])))
+    assert np.median(np.linalg.norm(fp - tz[fe, ft], axis=-1) * N) > 0.7
+
+
+def test_map_step_refuses_flat_frames():
+    with pytest.raises(ValueError, match="pixel task"):
+        map_step.fit(np.zeros((10, 8, 8, 2)), np.zeros((10, 2)), np.zeros((10, 2)), 1)
