@@ -4,8 +4,12 @@ held-out episodes of the training maps and from episodes collected on unseen map
 (`--maps`), scored against the encoder's latent of the frame k steps on (in level-0
 step units) and, where the stack has a position probe, against the true position (cells).
 
-Compared: staying put, the stack's level-0 model, and `hplan.wm.map_step` (fitted here on
-90 % of the training episodes, reading the frame where the rollout starts).
+Compared: staying put, the stack's level-0 model, and `hplan.wm.map_step` (fitted on the
+stack's training episodes, as an agent with `map_step = N` fits it, and kept beside the
+stack; reading the frame where the rollout starts). Fresh episodes are collected on the
+training maps too, so no episode scored was fitted. Pushes into a wall (the true position
+moved under 0.05 cells under an action over half the speed limit) are scored apart: how
+far each predictor moves them in one step, in step units.
 
 Run: .venv/bin/python bench/map_step.py --task bench/tasks/diverse-mazes-split.toml --seed 0
      [--updates 3000] [--maps tasks/layouts/diverse-test] [--json OUT]
@@ -28,9 +32,9 @@ import numpy as np
 from bench.common import table, write
 from hplan import data as data_lib
 from hplan import tasks
+from hplan.agents.context import Context
 from hplan.cli import unseen_map_task
 from hplan.train import pipeline
-from hplan.wm import map_step
 
 ROOT = Path(__file__).resolve().parents[1]
 KS = (1, 4, 16, 32)
@@ -69,6 +73,28 @@ def scores(st, step_fn, ctx_fn, obs, z, acts, xy, unit, starts):
     return out
 
 
+def blocked_moves(st, step_fn, ctx_fn, obs, z, acts, xy, unit) -> dict:
+    """Median one-step predicted move (step units) of pushes into a wall and of free
+    pushes (the true position moved over half the action's length)."""
+    model = st.model()
+    speed = np.linalg.norm(acts, axis=-1)
+    moved = np.linalg.norm(xy[:, 1:] - xy[:, :-1], axis=-1)
+    push = speed > 0.5 * speed.max()
+    masks = {"blocked_move": push & (moved < 0.05),
+             "free_move": push & (moved > 0.5 * np.median(moved[push]))}
+    run = jax.jit(jax.vmap(lambda o, zz, aa: step_fn(model, ctx_fn(o), zz, aa)))
+    out = {}
+    for k, m in masks.items():
+        e, t = np.nonzero(m)
+        e, t = e[:4096], t[:4096]
+        p = np.asarray(run(jnp.asarray(obs[e, t]), jnp.asarray(z[e, t]),
+                           jnp.asarray(acts[e, t])))
+        out[k] = float(np.median(np.linalg.norm(p - z[e, t], axis=-1))) / unit
+        out[k.replace("move", "true")] = float(np.median(
+            np.linalg.norm(z[e, t + 1] - z[e, t], axis=-1))) / unit
+    return out
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", default="bench/tasks/diverse-mazes-split.toml")
@@ -87,19 +113,18 @@ def main(argv=None) -> dict:
                          "observations are not images")
     z = st.encode(obs)
     unit = float(np.sqrt(np.mean(np.sum((z[:, 1:] - z[:, :-1]) ** 2, -1))))
-    n_fit = int(0.9 * len(obs))
     t0 = time.perf_counter()
-    ms, loss = map_step.fit(obs[:n_fit], z[:n_fit], acts[:n_fit], a.updates, a.seed,
-                            progress=True)
+    ms = Context(task, st, ds).frame_step(a.updates, kind="map")
     fit_s = time.perf_counter() - t0
-    sets = {"seen maps, held-out episodes": (obs[n_fit:], z[n_fit:], acts[n_fit:],
-                                             None if ds.xy is None else ds.xy[n_fit:])}
-    if a.maps:
-        ut = unseen_map_task(task, a.maps)
-        ud = data_lib.collect(ut, jax.random.key(10_000 + a.seed), a.unseen_episodes,
+    sets = {}
+    for name, t in (("seen maps, fresh episodes", task),
+                    ("unseen maps", unseen_map_task(task, a.maps) if a.maps else None)):
+        if t is None:
+            continue
+        fd = data_lib.collect(t, jax.random.key(10_000 + a.seed), a.unseen_episodes,
                               acts.shape[1], ds.meta.get("policy", "mixed"))
-        uo = np.asarray(ud.obs)
-        sets["unseen maps"] = (uo, st.encode(uo), np.asarray(ud.actions, np.float32), ud.xy)
+        fo = np.asarray(fd.obs)
+        sets[name] = (fo, st.encode(fo), np.asarray(fd.actions, np.float32), fd.xy)
     predictors = {
         "stay": (lambda m, c, zz, aa: zz, lambda o: 0.0),
         "level-0 model": (lambda m, c, zz, aa: m.step(0, zz, aa), lambda o: 0.0),
@@ -116,13 +141,16 @@ def main(argv=None) -> dict:
                 row[f"latent@{k}"] = lat
                 if pos is not None:
                     row[f"cells@{k}"] = pos
+            if xy is not None:
+                row.update(blocked_moves(st, fn, cfn, o, zz, aa, xy, unit))
             rows.append(row)
     cols = ["episodes", "predictor"] + [f"latent@{k}" for k in KS] + (
-        [f"cells@{k}" for k in KS] if "cells@1" in rows[0] else [])
+        [f"cells@{k}" for k in KS] if "cells@1" in rows[0] else []) + (
+        ["blocked_move", "free_move"] if "blocked_move" in rows[0] else [])
     print(f"{a.task} stack {a.seed}: open-loop rollout error, median (latent: step units)")
     print(table(rows, cols))
     out = {"task": a.task, "seed": a.seed, "updates": a.updates, "fit_s": fit_s,
-           "final_loss": loss, "stack": str(where), "maps": a.maps, "rows": rows}
+           "stack": str(where), "maps": a.maps, "rows": rows}
     print(f"wrote {write('map_step_' + task.name, out, a.json)}")
     return out
 

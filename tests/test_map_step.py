@@ -65,3 +65,31 @@ def test_map_step_sees_the_wall_from_a_frame_of_another_time():
 def test_map_step_refuses_flat_frames():
     with pytest.raises(ValueError, match="pixel task"):
         map_step.fit(np.zeros((10, 8, 8, 2)), np.zeros((10, 2)), np.zeros((10, 2)), 1)
+
+
+def test_fitted_model_is_saved_beside_the_stack_and_restored(tmp_path):
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from hplan.wm.fitted import load_or_fit
+
+    obs, z, acts, _ = world(0, 16, steps=4)
+    shape, d = obs.shape[2:], z.shape[-1]
+
+    def skeleton():
+        return map_step.MapStep(shape, d, 2, nnx.Rngs(0))
+
+    path = tmp_path / "fitted" / "map-3-s0"
+    model = load_or_fit(path, skeleton, lambda: map_step.fit(obs, z, acts, 3)[0],
+                        map_step.MapStepModel)
+
+    def never():
+        raise AssertionError("fitted again although it was saved")
+
+    again = load_or_fit(path, skeleton, never, map_step.MapStepModel)
+    c0, c1 = model.context(jnp.asarray(obs[0, 0])), again.context(jnp.asarray(obs[0, 0]))
+    a = jnp.asarray(acts[0, 0])
+    assert again.unit == model.unit
+    assert jnp.allclose(model.step(c0, z[0, 0], a), again.step(c1, z[0, 0], a))
+    (path / "unit.json").unlink()  # a save killed before its last write is fitted again
+    assert load_or_fit(path, skeleton, lambda: model, map_step.MapStepModel) is model

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from hplan.agents import graph as G
 from hplan.core import ConfigError
@@ -511,6 +513,7 @@ class Context:
         latent says the agent is, in any frame of the map)."""
         from hplan.wm import frame_step as F
         from hplan.wm import map_step as M
+        from hplan.wm.fitted import load_or_fit
 
         if (kind, updates, seed) not in self._frame_steps:
             if self.data is None:
@@ -521,19 +524,28 @@ class Context:
                 raise ConfigError("frame_step", f"a frame step ({kind}, {updates} updates) "
                                   f"on observations of shape {obs.shape[2:]}", "use it on "
                                   "a pixel task (images [H, W, C]), or turn it off")
-            z = np.asarray(self.snap()[0], np.float32)  # images: the encoded frames
             acts = np.asarray(self.data.actions, np.float32)
-            t = acts.shape[1]
-            if kind == "map":
-                model = M.fit(obs[:, :t + 1], z[:, :t + 1], acts, updates, seed,
-                              progress=True)[0]
-            else:
-                model = F.fit(obs[:, :t].reshape(-1, *obs.shape[2:]),
-                              z[:, :t].reshape(-1, z.shape[-1]),
-                              z[:, 1:t + 1].reshape(-1, z.shape[-1]),
-                              acts.reshape(-1, acts.shape[-1]), updates, seed,
-                              progress=True)[0]
-            self._frame_steps[(kind, updates, seed)] = model
+            t, d, size = acts.shape[1], self.stack.wm_cfg.latent_dim, acts.shape[-1]
+
+            def fit():
+                z = np.asarray(self.snap()[0], np.float32)  # images: the encoded frames
+                if kind == "map":
+                    return M.fit(obs[:, :t + 1], z[:, :t + 1], acts, updates, seed,
+                                 progress=True)[0]
+                return F.fit(obs[:, :t].reshape(-1, *obs.shape[2:]),
+                             z[:, :t].reshape(-1, d), z[:, 1:t + 1].reshape(-1, d),
+                             acts.reshape(-1, size), updates, seed, progress=True)[0]
+
+            def skeleton():
+                if kind == "map":
+                    return M.MapStep(obs.shape[2:], d, size, nnx.Rngs(seed))
+                return F.FrameStep(obs.shape[-1], d, size, nnx.Rngs(seed))
+
+            home = self.stack.home
+            path = None if home is None else (Path(home) / "fitted"
+                                              / f"{kind}-{updates}-s{seed}")
+            wrap = M.MapStepModel if kind == "map" else F.FrameStepModel
+            self._frame_steps[(kind, updates, seed)] = load_or_fit(path, skeleton, fit, wrap)
         return self._frame_steps[(kind, updates, seed)]
 
     def snap(self) -> tuple[np.ndarray, float]:

@@ -137,7 +137,8 @@ def train_stack(task, data, out: str | Path | None, cfg: StackConfig | None = No
         critics.append(jax.tree.map(lambda x: jnp.asarray(S.local(x)), cstate["params"]))
     probe = diag.fit_probe(z, data.xy) if data.xy is not None else None
     stack = Stack(wm_cfg=wm, wm_graph=graph, wm_params=params, critic_graph=cgraph,
-                  critic_params=tuple(critics), probe=probe, metrics={})
+                  critic_params=tuple(critics), probe=probe, metrics={},
+                  home=None if out is None else str(out))
     metrics = diagnose(task, data, stack, z=z)
     metrics["history"] = hist
     if probe is not None:
@@ -177,7 +178,7 @@ def load_stack(out: str | Path, task) -> Stack:
     probe = metrics.get("probe")
     probe = (np.asarray(probe[0], np.float32), np.asarray(probe[1], np.float32)) if probe else None
     return Stack(wm_cfg=wm, wm_graph=graph, wm_params=state["params"], critic_graph=cgraph,
-                 critic_params=tuple(critics), probe=probe, metrics=metrics)
+                 critic_params=tuple(critics), probe=probe, metrics=metrics, home=str(out))
 
 
 def _obs_shape(task) -> tuple[int, ...]:

@@ -28,6 +28,7 @@ class Stack:
     critic_params: tuple  # one per level (strides of wm_cfg)
     probe: tuple[np.ndarray, np.ndarray] | None
     metrics: dict
+    home: str | None = None  # the directory it was saved in (side models are kept there)
 
     def model(self):
         return nnx.merge(self.wm_graph, self.wm_params)
