@@ -100,6 +100,7 @@ def main(argv=None) -> dict:
     p.add_argument("--task", default="bench/tasks/diverse-mazes-split.toml")
     p.add_argument("--seed", type=int, default=0, help="stack seed")
     p.add_argument("--updates", type=int, default=3000)
+    p.add_argument("--horizon", type=int, default=1, help="the map step's fitting rollout")
     p.add_argument("--maps", default=str(ROOT / "tasks/layouts/diverse-test"))
     p.add_argument("--unseen-episodes", type=int, default=256)
     p.add_argument("--cache", default="out/cache")
@@ -114,7 +115,7 @@ def main(argv=None) -> dict:
     z = st.encode(obs)
     unit = float(np.sqrt(np.mean(np.sum((z[:, 1:] - z[:, :-1]) ** 2, -1))))
     t0 = time.perf_counter()
-    ms = Context(task, st, ds).frame_step(a.updates, kind="map")
+    ms = Context(task, st, ds).frame_step(a.updates, kind="map", horizon=a.horizon)
     fit_s = time.perf_counter() - t0
     sets = {}
     for name, t in (("seen maps, fresh episodes", task),
@@ -149,8 +150,8 @@ def main(argv=None) -> dict:
         ["blocked_move", "free_move"] if "blocked_move" in rows[0] else [])
     print(f"{a.task} stack {a.seed}: open-loop rollout error, median (latent: step units)")
     print(table(rows, cols))
-    out = {"task": a.task, "seed": a.seed, "updates": a.updates, "fit_s": fit_s,
-           "stack": str(where), "maps": a.maps, "rows": rows}
+    out = {"task": a.task, "seed": a.seed, "updates": a.updates, "horizon": a.horizon,
+           "fit_s": fit_s, "stack": str(where), "maps": a.maps, "rows": rows}
     print(f"wrote {write('map_step_' + task.name, out, a.json)}")
     return out
 

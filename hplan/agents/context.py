@@ -505,17 +505,19 @@ class Context:
             self._inverse_unit = float(step_rms(jnp.asarray(z1 - z0)))
         return self._inverse_unit
 
-    def frame_step(self, updates: int, seed: int = 0, kind: str = "agent"):
+    def frame_step(self, updates: int, seed: int = 0, kind: str = "agent", horizon: int = 1):
         """A predictor that also reads the frame, fitted to the data's recorded
         transitions (every frame encoded once: `snap` for pixels), once per (kind,
         updates, seed). `kind`: "agent", `hplan.wm.frame_step` (the walls round the
         agent in the frame it is given); "map", `hplan.wm.map_step` (the walls where the
-        latent says the agent is, in any frame of the map)."""
+        latent says the agent is, in any frame of the map; fitted on `horizon`-step
+        rollouts)."""
         from hplan.wm import frame_step as F
         from hplan.wm import map_step as M
         from hplan.wm.fitted import load_or_fit
 
-        if (kind, updates, seed) not in self._frame_steps:
+        key = (kind, updates, seed, horizon)
+        if key not in self._frame_steps:
             if self.data is None:
                 raise ValueError("the frame step is fitted to dataset transitions. Fix: "
                                  "pass the task's offline data")
@@ -531,7 +533,7 @@ class Context:
                 z = np.asarray(self.snap()[0], np.float32)  # images: the encoded frames
                 if kind == "map":
                     return M.fit(obs[:, :t + 1], z[:, :t + 1], acts, updates, seed,
-                                 progress=True)[0]
+                                 horizon=horizon, progress=True)[0]
                 return F.fit(obs[:, :t].reshape(-1, *obs.shape[2:]),
                              z[:, :t].reshape(-1, d), z[:, 1:t + 1].reshape(-1, d),
                              acts.reshape(-1, size), updates, seed, progress=True)[0]
@@ -542,11 +544,11 @@ class Context:
                 return F.FrameStep(obs.shape[-1], d, size, nnx.Rngs(seed))
 
             home = self.stack.home
-            path = None if home is None else (Path(home) / "fitted"
-                                              / f"{kind}-{updates}-s{seed}")
+            name = f"{kind}-{updates}" + (f"-h{horizon}" if horizon > 1 else "")
+            path = None if home is None else Path(home) / "fitted" / f"{name}-s{seed}"
             wrap = M.MapStepModel if kind == "map" else F.FrameStepModel
-            self._frame_steps[(kind, updates, seed)] = load_or_fit(path, skeleton, fit, wrap)
-        return self._frame_steps[(kind, updates, seed)]
+            self._frame_steps[key] = load_or_fit(path, skeleton, fit, wrap)
+        return self._frame_steps[key]
 
     def snap(self) -> tuple[np.ndarray, float]:
         """`snap_states(stack, data)`, computed once: with pixels it encodes every dataset

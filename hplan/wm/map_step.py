@@ -69,16 +69,22 @@ class MapStepModel(NamedTuple):
 
 
 def fit(obs: np.ndarray, z: np.ndarray, actions: np.ndarray, updates: int, seed: int = 0,
-        batch: int = 256, lr: float = 1e-3, teach: float = 0.1,
+        batch: int = 256, lr: float = 1e-3, teach: float = 0.1, horizon: int = 1,
         progress: bool = False) -> tuple[MapStepModel, float]:
     """A `MapStep` fitted by Adam to recorded episodes: frames [E, T+1, H, W, C], their
-    latents [E, T+1, d], actions [E, T, a], one map per episode. Returns (model, the
-    student's final loss in squared step units)."""
+    latents [E, T+1, d], actions [E, T, a], one map per episode. With `horizon` k > 1 the
+    student is scored on its own k-step rollout: one step's latent move is blurred by the
+    frame's pixels (the agent moves a fraction of one), k steps' much less, and a push
+    held against a wall goes nowhere. Returns (model, the student's final loss in
+    squared step units)."""
     if obs.ndim != 5:
         raise ValueError(f"frames of shape {obs.shape}: the map step reads episodes of "
                          "images [E, T+1, H, W, C]. Fix: use it on a pixel task "
                          "(obs = 'pixels')")
     e, t1 = obs.shape[:2]
+    if not (isinstance(horizon, int) and 1 <= horizon < t1):
+        raise ValueError(f"horizon={horizon!r} with episodes of {t1 - 1} steps. Fix: use "
+                         f"an integer in [1, {t1 - 1}]")
     if z.shape[:2] != (e, t1) or actions.shape[:2] != (e, t1 - 1):
         raise ValueError(f"{obs.shape[:2]} frames, {z.shape[:2]} latents, "
                          f"{actions.shape[:2]} actions: give latents for every frame "
@@ -95,24 +101,29 @@ def fit(obs: np.ndarray, z: np.ndarray, actions: np.ndarray, updates: int, seed:
     def update(prm, state, key):
         ke, kt, ko = jax.random.split(key, 3)
         ep = jax.random.randint(ke, (batch,), 0, e)
-        t = jax.random.randint(kt, (batch,), 0, t1 - 1)
+        t = jax.random.randint(kt, (batch,), 0, t1 - horizon)
         other = jax.random.randint(ko, (batch,), 0, t1)
+        ahead = t[:, None] + jnp.arange(horizon)
         z0, z1, a = x[ep, t], x[ep, t + 1], u[ep, t]
+        zs, acts = x[ep[:, None], ahead + 1], u[ep[:, None], ahead]  # [B, k, d], [B, k, a]
 
         def loss(q):
             m = nnx.merge(gd, q)
             now = m.features(o[ep, t])
             w = jax.nn.softmax(m.att(now)[..., 0], -1)
             teacher = m.move(jnp.einsum("nl,nlc->nc", w, now), z0, a)
-            student = m.move(m.look(m.features(o[ep, other]), z0), z0, a)
+            feat = m.features(o[ep, other])
 
-            def err(p):
-                return jnp.mean(jnp.sum((z0 + unit * p - z1) ** 2, -1)) / unit**2
+            def roll(zz, aa):
+                zz = zz + unit * m.move(m.look(feat, zz), zz, aa)
+                return zz, zz
 
+            _, pred = jax.lax.scan(roll, z0, jnp.swapaxes(acts, 0, 1))  # [k, B, d]
+            s = jnp.mean(jnp.sum((pred - jnp.swapaxes(zs, 0, 1)) ** 2, -1)) / unit**2
+            first = jnp.mean(jnp.sum((z0 + unit * teacher - z1) ** 2, -1)) / unit**2
             match = -jnp.mean(jnp.sum(jax.lax.stop_gradient(w)
                                       * jax.nn.log_softmax(m.where(z0), -1), -1))
-            s = err(student)
-            return err(teacher) + s + teach * match, s
+            return first + s + teach * match, s
 
         (_, value), grad = jax.value_and_grad(loss, has_aux=True)(prm)
         upd, state = opt.update(grad, state, prm)
