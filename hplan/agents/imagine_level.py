@@ -75,8 +75,12 @@ class Config:
     # imagined latent says the agent is, so the graph stays out of walls it can see. 0:
     # the level-0 model. Pixel tasks only.
     map_step: int = 0
+    map_rollout: int = 1  # the map step is fitted on its own rollouts this long
 
     def __post_init__(self):
+        if not (isinstance(self.map_rollout, int) and self.map_rollout >= 1):
+            raise ConfigError("map_rollout", f"map_rollout={self.map_rollout!r}",
+                              "use a positive number of steps, e.g. 8")
         if not (isinstance(self.map_step, int) and self.map_step >= 0):
             raise ConfigError("map_step", f"map_step={self.map_step!r}",
                               "use a number of updates >= 0 (0: off), e.g. 3000")
@@ -138,7 +142,8 @@ def make(cfg: Config, ctx) -> Level:
     def critic(a, b):
         return stride * stack.critic(level)(a, b)
 
-    seer = ctx.frame_step(cfg.map_step, kind="map") if cfg.map_step > 0 else None
+    seer = None if cfg.map_step == 0 else ctx.frame_step(cfg.map_step, kind="map",
+                                                         horizon=cfg.map_rollout)
     return imagine_level(cfg, stack.model, critic, scale, action_size, seer)
 
 
