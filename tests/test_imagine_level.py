@@ -32,16 +32,36 @@ def world_step(p, a):
     return jnp.where(crosses, p, q)
 
 
-def run(cfg, steps=120, start=(0.0, 0.0), goal=(4.0, 0.0)):
-    level = IL.imagine_level(cfg, FreeSpace, critic, STEP, 2)
+def thick_step(p, a):
+    """A wall filling 1 <= x < 2 for |y| < 2.5 (the graph links states within 1.5 steps,
+    and walls in a maze are a cell thick: states across one are farther apart)."""
+    q = p + STEP * a
+    inside = (q[0] >= 1.0) & (q[0] < 2.0) & (jnp.abs(q[1]) < 2.5)
+    crosses = ((p[0] < 1.0) != (q[0] < 1.0)) & (jnp.abs(q[1]) < 2.5)
+    return jnp.where(inside | crosses, p, q)
+
+
+class Seer:
+    """A map step that reads the wall off the frame it is shown (here, a flag)."""
+
+    def context(self, frame):
+        return frame
+
+    def step(self, ctx, z, a):
+        return jnp.where(ctx > 0, thick_step(z, a), z + STEP * a)
+
+
+def run(cfg, steps=120, start=(0.0, 0.0), goal=(4.0, 0.0), seer=None, world=world_step):
+    level = IL.imagine_level(cfg, FreeSpace, critic, STEP, 2, seer)
     goal = jnp.asarray(goal)
+    where = () if seer is None else (jnp.float32(1.0),)  # the frame shows the wall
 
     def body(carry, k):
         p, s = carry
-        s, sub, info = level.step(s, k, p, goal)
+        s, sub, info = level.step(s, k, p, goal, *where)
         d = sub - p
         a = d / jnp.maximum(jnp.linalg.norm(d), 1.0)  # greedy, full speed at most
-        p = world_step(p, a)
+        p = world(p, a)
         return (p, s), (p, info["cut"])
 
     s0 = level.init(jax.random.key(0), goal)
@@ -70,10 +90,22 @@ def test_finds_the_way_round_a_wall_it_cannot_see(cone, wide):
     assert ps[-1][0] < 1.0
 
 
+def test_imagining_with_a_map_step_goes_round_the_wall_without_touching_it():
+    cfg = IL.Config(rollouts=64, horizon=24, nodes=384)
+    ps, cuts = run(cfg, seer=Seer(), world=thick_step)
+    reached = np.linalg.norm(ps - [4.0, 0.0], axis=1) < 0.3
+    assert reached.any(), ps[-1]
+    # round the wall's end is about 15 steps; at most a corner is cut on the way
+    assert np.argmax(reached) <= 25 and cuts.sum() <= 2, (np.argmax(reached), cuts.sum())
+    ps, blind = run(cfg, world=thick_step)  # the level-0 model: it learns the wall by touch
+    assert blind.sum() >= 4
+    assert not (np.linalg.norm(ps[:40] - [4.0, 0.0], axis=1) < 0.3).any()
+
+
 @pytest.mark.parametrize("kw", [{"nodes": 0}, {"rollouts": 1}, {"link": 0.0},
                                 {"horizon": 2, "segments": 3},
                                 {"nodes": 10_000}, {"cone": 1.0}, {"cone_near": 0.0},
-                                {"cut_wide": -1.0}])
+                                {"cut_wide": -1.0}, {"map_step": -1}, {"map_rollout": 0}])
 def test_bad_config_is_refused(kw):
     with pytest.raises(ConfigError):
         IL.Config(**kw)

@@ -151,7 +151,10 @@ def imagine_level(cfg: Config, model_fn, critic, scale: float, action_size: int,
                   seer=None) -> Level:
     """`model_fn()` -> a model with `rollout(0, z, actions)`; `critic(a, b)` in base steps;
     `seer`: a model with `context(obs)` and `step(ctx, z, a)` (`hplan.wm.map_step`) that
-    imagines instead, from the frame the level is shown (its `locate`)."""
+    imagines instead, from the frame the level is shown (its `locate`). With a seer the
+    graph's route is trusted over the critic's straight reading: the critic knows no
+    unseen map's walls, the seer's graph does, so the target is handed down directly only
+    within `reach` (or with no route)."""
     m, c = cfg.nodes, cfg.max_cuts
     half = cfg.rollouts // 2
     seg = -(-cfg.horizon // cfg.segments)
@@ -288,8 +291,8 @@ def imagine_level(cfg: Config, model_fn, critic, scale: float, action_size: int,
         goal_ok = clear(s, z, target[None])[0]
         here = jnp.minimum(jnp.min(jnp.where(ok, dz + s.togo, jnp.inf)),
                            jnp.where(goal_ok, d_goal, jnp.inf))
-        at_goal = goal_ok & ((d_goal <= cfg.reach) | ~jnp.any(ok)
-                             | (d_goal <= dz[i] + s.togo[i]))
+        shorter = (d_goal <= dz[i] + s.togo[i]) if seer is None else jnp.bool_(False)
+        at_goal = goal_ok & ((d_goal <= cfg.reach) | ~jnp.any(ok) | shorter)
         sub = jnp.where(at_goal, target, s.nodes[i])
         gained = (here < s.best - 1.0) | (here <= 1.0)  # at the target: no stall
         best = jnp.where(gained, here, s.best)
