@@ -105,7 +105,8 @@ def test_imagining_with_a_map_step_goes_round_the_wall_without_touching_it():
 @pytest.mark.parametrize("kw", [{"nodes": 0}, {"rollouts": 1}, {"link": 0.0},
                                 {"horizon": 2, "segments": 3},
                                 {"nodes": 10_000}, {"cone": 1.0}, {"cone_near": 0.0},
-                                {"cut_wide": -1.0}, {"map_step": -1}, {"map_rollout": 0}])
+                                {"cut_wide": -1.0}, {"map_step": -1}, {"map_rollout": 0},
+                                {"map_sharp": -1.0}])
 def test_bad_config_is_refused(kw):
     with pytest.raises(ConfigError):
         IL.Config(**kw)

@@ -72,6 +72,7 @@ class MPCConfig:
     # (`hplan.wm.frame_step`); "map", the walls where the rollout's latent says the agent
     # is (`hplan.wm.map_step`), so they hold over a whole rollout
     frame_kind: str = "agent"
+    map_sharp: float = 0.0  # the map step's teacher attention sharpened by this (0: off)
     map_rollout: int = 1  # "map": the map step is fitted on its own rollouts this long
 
     def __post_init__(self):
@@ -88,6 +89,9 @@ class MPCConfig:
         if not (isinstance(self.frame_horizon, int) and 1 <= self.frame_horizon <= self.horizon):
             raise ConfigError("frame_horizon", f"frame_horizon={self.frame_horizon!r}",
                               f"use an integer in [1, horizon = {self.horizon}]")
+        if not self.map_sharp >= 0:
+            raise ConfigError("map_sharp", f"map_sharp={self.map_sharp!r}",
+                              "use a number >= 0 (0: off), e.g. 4")
         if not (isinstance(self.map_rollout, int) and self.map_rollout >= 1):
             raise ConfigError("map_rollout", f"map_rollout={self.map_rollout!r}",
                               "use a positive number of steps, e.g. 8")
@@ -184,8 +188,8 @@ class MPCState(NamedTuple):
 def mpc(ctx, cfg: MPCConfig, planner: P.Planner | None = None) -> Actuator:
     """Level-0 MPC over the learned model: plan every step from the current latent,
     execute the first action, warm-start the next step with the shifted plan."""
-    first = ctx.frame_step(cfg.frame_step, kind=cfg.frame_kind,
-                                           horizon=cfg.map_rollout) if cfg.frame_step > 0 else None
+    first = None if cfg.frame_step == 0 else ctx.frame_step(
+        cfg.frame_step, kind=cfg.frame_kind, horizon=cfg.map_rollout, sharp=cfg.map_sharp)
     cost = latent_cost(ctx, cfg, first)
     filt = action_filter(ctx.task.env)
     planner = planner or make_planner(cfg)

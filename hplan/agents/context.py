@@ -505,18 +505,19 @@ class Context:
             self._inverse_unit = float(step_rms(jnp.asarray(z1 - z0)))
         return self._inverse_unit
 
-    def frame_step(self, updates: int, seed: int = 0, kind: str = "agent", horizon: int = 1):
+    def frame_step(self, updates: int, seed: int = 0, kind: str = "agent", horizon: int = 1,
+                   sharp: float = 0.0):
         """A predictor that also reads the frame, fitted to the data's recorded
         transitions (every frame encoded once: `snap` for pixels), once per (kind,
         updates, seed). `kind`: "agent", `hplan.wm.frame_step` (the walls round the
         agent in the frame it is given); "map", `hplan.wm.map_step` (the walls where the
         latent says the agent is, in any frame of the map; fitted on `horizon`-step
-        rollouts)."""
+        rollouts, with its teacher's attention sharpened by `sharp`)."""
         from hplan.wm import frame_step as F
         from hplan.wm import map_step as M
         from hplan.wm.fitted import load_or_fit
 
-        key = (kind, updates, seed, horizon)
+        key = (kind, updates, seed, horizon, sharp)
         if key not in self._frame_steps:
             if self.data is None:
                 raise ValueError("the frame step is fitted to dataset transitions. Fix: "
@@ -533,7 +534,7 @@ class Context:
                 z = np.asarray(self.snap()[0], np.float32)  # images: the encoded frames
                 if kind == "map":
                     return M.fit(obs[:, :t + 1], z[:, :t + 1], acts, updates, seed,
-                                 horizon=horizon, progress=True)[0]
+                                 horizon=horizon, sharp=sharp, progress=True)[0]
                 return F.fit(obs[:, :t].reshape(-1, *obs.shape[2:]),
                              z[:, :t].reshape(-1, d), z[:, 1:t + 1].reshape(-1, d),
                              acts.reshape(-1, size), updates, seed, progress=True)[0]
@@ -544,7 +545,8 @@ class Context:
                 return F.FrameStep(obs.shape[-1], d, size, nnx.Rngs(seed))
 
             home = self.stack.home
-            name = f"{kind}-{updates}" + (f"-h{horizon}" if horizon > 1 else "")
+            name = f"{kind}-{updates}" + (f"-h{horizon}" if horizon > 1 else "") + (
+                f"-x{sharp:g}" if sharp > 0 else "")
             path = None if home is None else Path(home) / "fitted" / f"{name}-s{seed}"
             wrap = M.MapStepModel if kind == "map" else F.FrameStepModel
             self._frame_steps[key] = load_or_fit(path, skeleton, fit, wrap)

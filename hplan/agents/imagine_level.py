@@ -75,9 +75,13 @@ class Config:
     # imagined latent says the agent is, so the graph stays out of walls it can see. 0:
     # the level-0 model. Pixel tasks only.
     map_step: int = 0
+    map_sharp: float = 0.0  # the map step's teacher attention sharpened by this (0: off)
     map_rollout: int = 1  # the map step is fitted on its own rollouts this long
 
     def __post_init__(self):
+        if not self.map_sharp >= 0:
+            raise ConfigError("map_sharp", f"map_sharp={self.map_sharp!r}",
+                              "use a number >= 0 (0: off), e.g. 4")
         if not (isinstance(self.map_rollout, int) and self.map_rollout >= 1):
             raise ConfigError("map_rollout", f"map_rollout={self.map_rollout!r}",
                               "use a positive number of steps, e.g. 8")
@@ -142,8 +146,8 @@ def make(cfg: Config, ctx) -> Level:
     def critic(a, b):
         return stride * stack.critic(level)(a, b)
 
-    seer = None if cfg.map_step == 0 else ctx.frame_step(cfg.map_step, kind="map",
-                                                         horizon=cfg.map_rollout)
+    seer = None if cfg.map_step == 0 else ctx.frame_step(
+        cfg.map_step, kind="map", horizon=cfg.map_rollout, sharp=cfg.map_sharp)
     return imagine_level(cfg, stack.model, critic, scale, action_size, seer)
 
 
