@@ -93,3 +93,16 @@ def test_fitted_model_is_saved_beside_the_stack_and_restored(tmp_path):
     assert jnp.allclose(model.step(c0, z[0, 0], a), again.step(c1, z[0, 0], a))
     (path / "unit.json").unlink()  # a save killed before its last write is fitted again
     assert load_or_fit(path, skeleton, lambda: model, map_step.MapStepModel) is model
+
+
+def test_a_map_step_on_state_observations_is_refused_with_the_fix():
+    from types import SimpleNamespace
+
+    from hplan.agents.context import Context
+    from hplan.core import ConfigError
+
+    data = SimpleNamespace(obs=np.zeros((4, 9, 4), np.float32),
+                           actions=np.zeros((4, 8, 2), np.float32))
+    ctx = Context(task=None, stack=None, data=data, scale=1.0)
+    with pytest.raises(ConfigError, match="pixel task"):
+        ctx.frame_step(3000, kind="map", horizon=8)
