@@ -23,6 +23,7 @@ from hplan.core import ConfigError, KeepOut
 from hplan.envs.wrappers import clip_actions
 from hplan.planning import costs
 from hplan.planning import planners as P
+from hplan.wm.fitted import check_map_args
 
 PLANNERS = ("gradient", "cem", "mppi", "hybrid")
 CRITIC_ON = ("none", "terminal", "path")
@@ -89,12 +90,7 @@ class MPCConfig:
         if not (isinstance(self.frame_horizon, int) and 1 <= self.frame_horizon <= self.horizon):
             raise ConfigError("frame_horizon", f"frame_horizon={self.frame_horizon!r}",
                               f"use an integer in [1, horizon = {self.horizon}]")
-        if not self.map_sharp >= 0:
-            raise ConfigError("map_sharp", f"map_sharp={self.map_sharp!r}",
-                              "use a number >= 0 (0: off), e.g. 4")
-        if not (isinstance(self.map_rollout, int) and self.map_rollout >= 1):
-            raise ConfigError("map_rollout", f"map_rollout={self.map_rollout!r}",
-                              "use a positive number of steps, e.g. 8")
+        check_map_args(self.map_sharp, self.map_rollout)
         if self.frame_kind not in ("agent", "map"):
             raise ConfigError("frame_kind", f"frame_kind={self.frame_kind!r}",
                               "use 'agent' or 'map'")

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from hplan.agents.graph import BIG
 from hplan.agents.level import Level, level_info, once
 from hplan.core import ConfigError
+from hplan.wm.fitted import check_map_args
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,12 +80,7 @@ class Config:
     map_rollout: int = 1  # the map step is fitted on its own rollouts this long
 
     def __post_init__(self):
-        if not self.map_sharp >= 0:
-            raise ConfigError("map_sharp", f"map_sharp={self.map_sharp!r}",
-                              "use a number >= 0 (0: off), e.g. 4")
-        if not (isinstance(self.map_rollout, int) and self.map_rollout >= 1):
-            raise ConfigError("map_rollout", f"map_rollout={self.map_rollout!r}",
-                              "use a positive number of steps, e.g. 8")
+        check_map_args(self.map_sharp, self.map_rollout)
         if not (isinstance(self.map_step, int) and self.map_step >= 0):
             raise ConfigError("map_step", f"map_step={self.map_step!r}",
                               "use a number of updates >= 0 (0: off), e.g. 3000")

@@ -14,8 +14,36 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from flax import nnx
+
+from hplan.core import ConfigError
+
+
+def check_map_args(sharp: float, rollout: int) -> None:
+    """Validate a config's `map_sharp` / `map_rollout` (how a map step is fitted)."""
+    if not sharp >= 0:
+        raise ConfigError("map_sharp", f"map_sharp={sharp!r}",
+                          "use a number >= 0 (0: off), e.g. 4")
+    if not (isinstance(rollout, int) and rollout >= 1):
+        raise ConfigError("map_rollout", f"map_rollout={rollout!r}",
+                          "use a positive number of steps, e.g. 8")
+
+
+def run_updates(update: Callable, params, state, updates: int, seed: int, desc: str,
+                progress: bool = False):
+    """`updates` calls of `update(params, state, key) -> (params, state, loss)`, a tqdm
+    bar if `progress`; returns (params, the last loss)."""
+    key = jax.random.key(seed)
+    steps = range(updates)
+    if progress:
+        from tqdm.auto import tqdm
+        steps = tqdm(steps, desc=desc, leave=False)
+    value = jnp.inf
+    for it in steps:
+        params, state, value = update(params, state, jax.random.fold_in(key, it))
+    return params, float(value)
 
 
 def load_or_fit(path: Path | None, skeleton: Callable[[], nnx.Module],

@@ -20,6 +20,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from hplan.wm.fitted import run_updates
 from hplan.wm.models import MLP, Conv3, PatchConv, frames
 
 
@@ -92,12 +93,5 @@ def fit(obs: np.ndarray, z0: np.ndarray, z1: np.ndarray, actions: np.ndarray,
         upd, state = opt.update(grad, state, prm)
         return optax.apply_updates(prm, upd), state, value
 
-    key = jax.random.key(seed)
-    steps = range(updates)
-    if progress:
-        from tqdm.auto import tqdm
-        steps = tqdm(steps, desc="frame step", leave=False)
-    value = jnp.inf
-    for it in steps:
-        params, state, value = update(params, state, jax.random.fold_in(key, it))
-    return FrameStepModel(gd, params, unit), float(value)
+    params, value = run_updates(update, params, state, updates, seed, "frame step", progress)
+    return FrameStepModel(gd, params, unit), value
