@@ -74,6 +74,7 @@ class MPCConfig:
     # is (`hplan.wm.map_step`), so they hold over a whole rollout
     frame_kind: str = "agent"
     map_sharp: float = 0.0  # the map step's teacher attention sharpened by this (0: off)
+    map_locate: str = "attention"  # the map step's teacher: "attention" or "difference"
     map_rollout: int = 1  # "map": the map step is fitted on its own rollouts this long
 
     def __post_init__(self):
@@ -90,7 +91,7 @@ class MPCConfig:
         if not (isinstance(self.frame_horizon, int) and 1 <= self.frame_horizon <= self.horizon):
             raise ConfigError("frame_horizon", f"frame_horizon={self.frame_horizon!r}",
                               f"use an integer in [1, horizon = {self.horizon}]")
-        check_map_args(self.map_sharp, self.map_rollout)
+        check_map_args(self.map_sharp, self.map_rollout, self.map_locate)
         if self.frame_kind not in ("agent", "map"):
             raise ConfigError("frame_kind", f"frame_kind={self.frame_kind!r}",
                               "use 'agent' or 'map'")
@@ -185,7 +186,8 @@ def mpc(ctx, cfg: MPCConfig, planner: P.Planner | None = None) -> Actuator:
     """Level-0 MPC over the learned model: plan every step from the current latent,
     execute the first action, warm-start the next step with the shifted plan."""
     first = None if cfg.frame_step == 0 else ctx.frame_step(
-        cfg.frame_step, kind=cfg.frame_kind, horizon=cfg.map_rollout, sharp=cfg.map_sharp)
+        cfg.frame_step, kind=cfg.frame_kind, horizon=cfg.map_rollout, sharp=cfg.map_sharp,
+        locate=cfg.map_locate)
     cost = latent_cost(ctx, cfg, first)
     filt = action_filter(ctx.task.env)
     planner = planner or make_planner(cfg)

@@ -506,18 +506,19 @@ class Context:
         return self._inverse_unit
 
     def frame_step(self, updates: int, seed: int = 0, kind: str = "agent", horizon: int = 1,
-                   sharp: float = 0.0):
+                   sharp: float = 0.0, locate: str = "attention"):
         """A predictor that also reads the frame, fitted to the data's recorded
         transitions (every frame encoded once: `snap` for pixels), once per (kind,
         updates, seed). `kind`: "agent", `hplan.wm.frame_step` (the walls round the
         agent in the frame it is given); "map", `hplan.wm.map_step` (the walls where the
         latent says the agent is, in any frame of the map; fitted on `horizon`-step
-        rollouts, with its teacher's attention sharpened by `sharp`)."""
+        rollouts, with its teacher's attention sharpened by `sharp`, or the agent located
+        by frame differences: `locate`)."""
         from hplan.wm import frame_step as F
         from hplan.wm import map_step as M
         from hplan.wm.fitted import load_or_fit
 
-        key = (kind, updates, seed, horizon, sharp)
+        key = (kind, updates, seed, horizon, sharp, locate)
         if key not in self._frame_steps:
             if self.data is None:
                 raise ValueError("the frame step is fitted to dataset transitions. Fix: "
@@ -534,7 +535,8 @@ class Context:
                 z = np.asarray(self.snap()[0], np.float32)  # images: the encoded frames
                 if kind == "map":
                     return M.fit(obs[:, :t + 1], z[:, :t + 1], acts, updates, seed,
-                                 horizon=horizon, sharp=sharp, progress=True)[0]
+                                 horizon=horizon, sharp=sharp, locate=locate,
+                                 progress=True)[0]
                 return F.fit(obs[:, :t].reshape(-1, *obs.shape[2:]),
                              z[:, :t].reshape(-1, d), z[:, 1:t + 1].reshape(-1, d),
                              acts.reshape(-1, size), updates, seed, progress=True)[0]
@@ -546,7 +548,7 @@ class Context:
 
             home = self.stack.home
             name = f"{kind}-{updates}" + (f"-h{horizon}" if horizon > 1 else "") + (
-                f"-x{sharp:g}" if sharp > 0 else "")
+                f"-x{sharp:g}" if sharp > 0 else "") + ("-d" if locate == "difference" else "")
             path = None if home is None else Path(home) / "fitted" / f"{name}-s{seed}"
             wrap = M.MapStepModel if kind == "map" else F.FrameStepModel
             self._frame_steps[key] = load_or_fit(path, skeleton, fit, wrap)

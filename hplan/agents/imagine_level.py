@@ -77,10 +77,11 @@ class Config:
     # the level-0 model. Pixel tasks only.
     map_step: int = 0
     map_sharp: float = 0.0  # the map step's teacher attention sharpened by this (0: off)
+    map_locate: str = "attention"  # the map step's teacher: "attention" or "difference"
     map_rollout: int = 1  # the map step is fitted on its own rollouts this long
 
     def __post_init__(self):
-        check_map_args(self.map_sharp, self.map_rollout)
+        check_map_args(self.map_sharp, self.map_rollout, self.map_locate)
         if not (isinstance(self.map_step, int) and self.map_step >= 0):
             raise ConfigError("map_step", f"map_step={self.map_step!r}",
                               "use a number of updates >= 0 (0: off), e.g. 3000")
@@ -143,7 +144,8 @@ def make(cfg: Config, ctx) -> Level:
         return stride * stack.critic(level)(a, b)
 
     seer = None if cfg.map_step == 0 else ctx.frame_step(
-        cfg.map_step, kind="map", horizon=cfg.map_rollout, sharp=cfg.map_sharp)
+        cfg.map_step, kind="map", horizon=cfg.map_rollout, sharp=cfg.map_sharp,
+        locate=cfg.map_locate)
     return imagine_level(cfg, stack.model, critic, scale, action_size, seer)
 
 

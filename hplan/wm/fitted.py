@@ -21,8 +21,12 @@ from flax import nnx
 from hplan.core import ConfigError
 
 
-def check_map_args(sharp: float, rollout: int) -> None:
-    """Validate a config's `map_sharp` / `map_rollout` (how a map step is fitted)."""
+def check_map_args(sharp: float, rollout: int, locate: str = "attention") -> None:
+    """Validate a config's `map_sharp` / `map_rollout` / `map_locate` (how a map step is
+    fitted)."""
+    if locate not in ("attention", "difference"):
+        raise ConfigError("map_locate", f"map_locate={locate!r}",
+                          "use 'attention' or 'difference'")
     if not sharp >= 0:
         raise ConfigError("map_sharp", f"map_sharp={sharp!r}",
                           "use a number >= 0 (0: off), e.g. 4")

@@ -69,9 +69,24 @@ class MapStepModel(NamedTuple):
         return z + self.unit * net.move(net.look(ctx[None], z[None]), z[None], a[None])[0]
 
 
+def moved(now: jax.Array, then: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Where two frames of one map differ, as a distribution over the feature locations
+    [N, L] (what is in `now` and not in `then`: the agent, wherever the map's walls are
+    drawn), and whether they differ at all [N]."""
+    x = jnp.maximum(frames(now) - frames(then), 0.0).sum(-1)  # [N, H, W]
+    n, h, w = x.shape
+    ph, pw = -h % PATCH, -w % PATCH
+    x = jnp.pad(x, ((0, 0), (0, ph), (0, pw)))
+    x = x.reshape(n, (h + ph) // PATCH, PATCH, (w + pw) // PATCH, PATCH).sum((2, 4))
+    x = x.reshape(n, -1)
+    mass = x.sum(-1, keepdims=True)
+    return x / jnp.maximum(mass, 1e-6), mass[:, 0] > 0
+
+
 def fit(obs: np.ndarray, z: np.ndarray, actions: np.ndarray, updates: int, seed: int = 0,
         batch: int = 256, lr: float = 1e-3, teach: float = 0.1, horizon: int = 1,
-        sharp: float = 0.0, progress: bool = False) -> tuple[MapStepModel, float]:
+        sharp: float = 0.0, locate: str = "attention",
+        progress: bool = False) -> tuple[MapStepModel, float]:
     """A `MapStep` fitted by Adam to recorded episodes: frames [E, T+1, H, W, C], their
     latents [E, T+1, d], actions [E, T, a], one map per episode. With `horizon` k > 1 the
     student is scored on its own k-step rollout: one step's latent move is blurred by the
@@ -80,7 +95,12 @@ def fit(obs: np.ndarray, z: np.ndarray, actions: np.ndarray, updates: int, seed:
     squared step units). `sharp` > 0 standardises the teacher's attention logits over the
     frame's locations and scales them by it: left free, the teacher spread its weight over
     about 4 maze cells round the agent (its peak was 0.02 of 289 locations), so the walls
-    it read, and the student learnt to read, were a blur of the neighbourhood."""
+    it read, and the student learnt to read, were a blur of the neighbourhood.
+    `locate = "difference"` replaces the learnt attention by where the current frame
+    differs from the other frame drawn (`moved`): the map is the same in both, so what
+    differs is the agent, found to a feature location."""
+    if locate not in ("attention", "difference"):
+        raise ValueError(f"locate={locate!r}. Fix: use 'attention' or 'difference'")
     if obs.ndim != 5:
         raise ValueError(f"frames of shape {obs.shape}: the map step reads episodes of "
                          "images [E, T+1, H, W, C]. Fix: use it on a pixel task "
@@ -114,11 +134,14 @@ def fit(obs: np.ndarray, z: np.ndarray, actions: np.ndarray, updates: int, seed:
         def loss(q):
             m = nnx.merge(gd, q)
             now = m.features(o[ep, t])
-            logit = m.att(now)[..., 0]
-            if sharp > 0:
-                logit = sharp * (logit - logit.mean(-1, keepdims=True)) / (
-                    logit.std(-1, keepdims=True) + 1e-6)
-            w = jax.nn.softmax(logit, -1)
+            if locate == "difference":
+                w, ok = moved(o[ep, t], o[ep, other])
+            else:
+                logit = m.att(now)[..., 0]
+                if sharp > 0:
+                    logit = sharp * (logit - logit.mean(-1, keepdims=True)) / (
+                        logit.std(-1, keepdims=True) + 1e-6)
+                w, ok = jax.nn.softmax(logit, -1), jnp.ones(batch, bool)
             teacher = m.move(jnp.einsum("nl,nlc->nc", w, now), z0, a)
             feat = m.features(o[ep, other])
 
@@ -128,9 +151,10 @@ def fit(obs: np.ndarray, z: np.ndarray, actions: np.ndarray, updates: int, seed:
 
             _, pred = jax.lax.scan(roll, z0, jnp.swapaxes(acts, 0, 1))  # [k, B, d]
             s = jnp.mean(jnp.sum((pred - jnp.swapaxes(zs, 0, 1)) ** 2, -1)) / unit**2
-            first = jnp.mean(jnp.sum((z0 + unit * teacher - z1) ** 2, -1)) / unit**2
-            match = -jnp.mean(jnp.sum(jax.lax.stop_gradient(w)
-                                      * jax.nn.log_softmax(m.where(z0), -1), -1))
+            weight = ok / jnp.maximum(ok.sum(), 1)
+            first = jnp.sum(weight * jnp.sum((z0 + unit * teacher - z1) ** 2, -1)) / unit**2
+            match = -jnp.sum(weight * jnp.sum(jax.lax.stop_gradient(w)
+                                              * jax.nn.log_softmax(m.where(z0), -1), -1))
             return first + s + teach * match, s
 
         (_, value), grad = jax.value_and_grad(loss, has_aux=True)(prm)
