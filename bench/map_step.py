@@ -101,6 +101,8 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0, help="stack seed")
     p.add_argument("--updates", type=int, default=3000)
     p.add_argument("--horizon", type=int, default=1, help="the map step's fitting rollout")
+    p.add_argument("--locate", default="attention", choices=("attention", "difference"),
+                   help="how the map step's teacher finds the agent")
     p.add_argument("--maps", default=str(ROOT / "tasks/layouts/diverse-test"))
     p.add_argument("--unseen-episodes", type=int, default=256)
     p.add_argument("--cache", default="out/cache")
@@ -115,7 +117,8 @@ def main(argv=None) -> dict:
     z = st.encode(obs)
     unit = float(np.sqrt(np.mean(np.sum((z[:, 1:] - z[:, :-1]) ** 2, -1))))
     t0 = time.perf_counter()
-    ms = Context(task, st, ds).frame_step(a.updates, kind="map", horizon=a.horizon)
+    ms = Context(task, st, ds).frame_step(a.updates, kind="map", horizon=a.horizon,
+                                          locate=a.locate)
     fit_s = time.perf_counter() - t0
     sets = {}
     for name, t in (("seen maps, fresh episodes", task),
@@ -151,7 +154,7 @@ def main(argv=None) -> dict:
     print(f"{a.task} stack {a.seed}: open-loop rollout error, median (latent: step units)")
     print(table(rows, cols))
     out = {"task": a.task, "seed": a.seed, "updates": a.updates, "horizon": a.horizon,
-           "fit_s": fit_s, "stack": str(where), "maps": a.maps, "rows": rows}
+           "locate": a.locate, "fit_s": fit_s, "stack": str(where), "maps": a.maps, "rows": rows}
     print(f"wrote {write('map_step_' + task.name, out, a.json)}")
     return out
 
