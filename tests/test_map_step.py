@@ -40,9 +40,11 @@ def world(seed: int, episodes: int, steps: int = 24):
 
 
 @pytest.mark.slow
-def test_map_step_sees_the_wall_from_a_frame_of_another_time():
+@pytest.mark.parametrize("locate,horizon", [("attention", 1), ("difference", 4)])
+def test_map_step_sees_the_wall_from_a_frame_of_another_time(locate, horizon):
     obs, z, acts, _ = world(0, 512)
-    model, loss = map_step.fit(obs, z, acts, updates=1500, seed=0, lr=3e-3)
+    model, loss = map_step.fit(obs, z, acts, updates=1500, seed=0, lr=3e-3, horizon=horizon,
+                               locate=locate)
     tobs, tz, tacts, into = world(1, 64)  # fresh episodes, fresh walls
     e, t = np.nonzero(into)
     import jax
@@ -65,6 +67,24 @@ def test_map_step_sees_the_wall_from_a_frame_of_another_time():
 def test_map_step_refuses_flat_frames():
     with pytest.raises(ValueError, match="pixel task"):
         map_step.fit(np.zeros((10, 8, 8, 2)), np.zeros((10, 2)), np.zeros((10, 2)), 1)
+    obs, z, acts, _ = world(0, 2, steps=4)
+    with pytest.raises(ValueError, match="locate"):
+        map_step.fit(obs, z, acts, 1, locate="nearest")
+    with pytest.raises(ValueError, match="horizon"):
+        map_step.fit(obs, z, acts, 1, horizon=5)
+
+
+def test_moved_finds_what_differs_between_two_frames_of_one_map():
+    import jax.numpy as jnp
+
+    obs, _, _, _ = world(3, 1, steps=12)
+    now, then = obs[0, 12], obs[0, 0]
+    p, ok = map_step.moved(jnp.asarray(now[None]), jnp.asarray(then[None]))
+    r, c = np.argwhere(now[..., 1])[0]  # the agent's pixel now
+    assert bool(ok[0]) == bool((now != then).any())
+    if ok[0]:
+        assert int(np.argmax(p[0])) == (r // 2) * (N // 2) + c // 2
+        assert np.isclose(float(p[0].sum()), 1.0)
 
 
 def test_fitted_model_is_saved_beside_the_stack_and_restored(tmp_path):
