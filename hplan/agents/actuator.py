@@ -23,7 +23,7 @@ from hplan.core import ConfigError, KeepOut
 from hplan.envs.wrappers import clip_actions
 from hplan.planning import costs
 from hplan.planning import planners as P
-from hplan.wm.fitted import check_map_args
+from hplan.wm.map_step import check_config as check_map_config
 
 PLANNERS = ("gradient", "cem", "mppi", "hybrid")
 CRITIC_ON = ("none", "terminal", "path")
@@ -91,7 +91,7 @@ class MPCConfig:
         if not (isinstance(self.frame_horizon, int) and 1 <= self.frame_horizon <= self.horizon):
             raise ConfigError("frame_horizon", f"frame_horizon={self.frame_horizon!r}",
                               f"use an integer in [1, horizon = {self.horizon}]")
-        check_map_args(self.map_sharp, self.map_rollout, self.map_locate)
+        check_map_config(self.map_sharp, self.map_rollout, self.map_locate)
         if self.frame_kind not in ("agent", "map"):
             raise ConfigError("frame_kind", f"frame_kind={self.frame_kind!r}",
                               "use 'agent' or 'map'")

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from hplan.agents.graph import BIG
 from hplan.agents.level import Level, level_info, once
 from hplan.core import ConfigError
-from hplan.wm.fitted import check_map_args
+from hplan.wm.map_step import check_config as check_map_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +81,7 @@ class Config:
     map_rollout: int = 1  # the map step is fitted on its own rollouts this long
 
     def __post_init__(self):
-        check_map_args(self.map_sharp, self.map_rollout, self.map_locate)
+        check_map_config(self.map_sharp, self.map_rollout, self.map_locate)
         if not (isinstance(self.map_step, int) and self.map_step >= 0):
             raise ConfigError("map_step", f"map_step={self.map_step!r}",
                               "use a number of updates >= 0 (0: off), e.g. 3000")

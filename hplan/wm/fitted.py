@@ -18,22 +18,6 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from hplan.core import ConfigError
-
-
-def check_map_args(sharp: float, rollout: int, locate: str = "attention") -> None:
-    """Validate a config's `map_sharp` / `map_rollout` / `map_locate` (how a map step is
-    fitted)."""
-    if locate not in ("attention", "difference"):
-        raise ConfigError("map_locate", f"map_locate={locate!r}",
-                          "use 'attention' or 'difference'")
-    if not sharp >= 0:
-        raise ConfigError("map_sharp", f"map_sharp={sharp!r}",
-                          "use a number >= 0 (0: off), e.g. 4")
-    if not (isinstance(rollout, int) and rollout >= 1):
-        raise ConfigError("map_rollout", f"map_rollout={rollout!r}",
-                          "use a positive number of steps, e.g. 8")
-
 
 def run_updates(update: Callable, params, state, updates: int, seed: int, desc: str,
                 progress: bool = False):

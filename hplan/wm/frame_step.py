@@ -24,6 +24,17 @@ from hplan.wm.fitted import run_updates
 from hplan.wm.models import MLP, Conv3, PatchConv, frames
 
 
+def local_features(c1: PatchConv, c2: Conv3, obs: jax.Array) -> jax.Array:
+    """[N, L, C]: patch features and a 3x3 convolution at each of the frame's L locations."""
+    x = jax.nn.gelu(c2(jax.nn.gelu(c1(frames(obs)))))
+    return x.reshape(x.shape[0], -1, x.shape[-1])
+
+
+def pool(w: jax.Array, feat: jax.Array) -> jax.Array:
+    """[N, C]: features [N, L, C] averaged under weights over locations [N, L]."""
+    return jnp.einsum("nl,nlc->nc", w, feat)
+
+
 class FrameStep(nnx.Module):
     """(frame, z, a) -> (z' - z) / unit."""
 
@@ -35,10 +46,8 @@ class FrameStep(nnx.Module):
 
     def context(self, obs: jax.Array) -> jax.Array:
         """[N, width]: the frame's local features where the attention looks (the agent)."""
-        x = jax.nn.gelu(self.c2(jax.nn.gelu(self.c1(frames(obs)))))
-        x = x.reshape(x.shape[0], -1, x.shape[-1])
-        w = jax.nn.softmax(self.att(x)[..., 0], axis=1)
-        return jnp.einsum("nl,nlc->nc", w, x)
+        x = local_features(self.c1, self.c2, obs)
+        return pool(jax.nn.softmax(self.att(x)[..., 0], axis=1), x)
 
     def move(self, ctx: jax.Array, z: jax.Array, a: jax.Array) -> jax.Array:
         return self.head(jnp.concatenate([ctx, z, a], -1))

@@ -22,10 +22,26 @@ import numpy as np
 import optax
 from flax import nnx
 
+from hplan.core import ConfigError
 from hplan.wm.fitted import run_updates
+from hplan.wm.frame_step import local_features, pool
 from hplan.wm.models import MLP, Conv3, PatchConv, frames
 
 PATCH = 2
+LOCATES = ("attention", "difference")  # how the teacher finds the agent (`fit`)
+
+
+def check_config(sharp: float, rollout: int, locate: str) -> None:
+    """Validate a config's `map_sharp` / `map_rollout` / `map_locate` (`fit`'s `sharp`,
+    `horizon`, `locate`)."""
+    if locate not in LOCATES:
+        raise ConfigError("map_locate", f"map_locate={locate!r}", f"use one of {LOCATES}")
+    if not sharp >= 0:
+        raise ConfigError("map_sharp", f"map_sharp={sharp!r}",
+                          "use a number >= 0 (0: off), e.g. 4")
+    if not (isinstance(rollout, int) and rollout >= 1):
+        raise ConfigError("map_rollout", f"map_rollout={rollout!r}",
+                          "use a positive number of steps, e.g. 8")
 
 
 class MapStep(nnx.Module):
@@ -42,12 +58,11 @@ class MapStep(nnx.Module):
 
     def features(self, obs: jax.Array) -> jax.Array:
         """[N, L, width]: local features at each of the frame's L locations."""
-        x = jax.nn.gelu(self.c2(jax.nn.gelu(self.c1(frames(obs)))))
-        return x.reshape(x.shape[0], -1, x.shape[-1])
+        return local_features(self.c1, self.c2, obs)
 
     def look(self, feat: jax.Array, z: jax.Array) -> jax.Array:
         """[N, width]: the features where z says the agent is."""
-        return jnp.einsum("nl,nlc->nc", jax.nn.softmax(self.where(z), -1), feat)
+        return pool(jax.nn.softmax(self.where(z), -1), feat)
 
     def move(self, seen: jax.Array, z: jax.Array, a: jax.Array) -> jax.Array:
         return self.head(jnp.concatenate([seen, z, a], -1))
@@ -99,8 +114,8 @@ def fit(obs: np.ndarray, z: np.ndarray, actions: np.ndarray, updates: int, seed:
     `locate = "difference"` replaces the learnt attention by where the current frame
     differs from the other frame drawn (`moved`): the map is the same in both, so what
     differs is the agent, found to a feature location."""
-    if locate not in ("attention", "difference"):
-        raise ValueError(f"locate={locate!r}. Fix: use 'attention' or 'difference'")
+    if locate not in LOCATES:
+        raise ValueError(f"locate={locate!r}. Fix: use one of {LOCATES}")
     if obs.ndim != 5:
         raise ValueError(f"frames of shape {obs.shape}: the map step reads episodes of "
                          "images [E, T+1, H, W, C]. Fix: use it on a pixel task "
@@ -128,8 +143,8 @@ def fit(obs: np.ndarray, z: np.ndarray, actions: np.ndarray, updates: int, seed:
         t = jax.random.randint(kt, (batch,), 0, t1 - horizon)
         other = jax.random.randint(ko, (batch,), 0, t1)
         ahead = t[:, None] + jnp.arange(horizon)
-        z0, z1, a = x[ep, t], x[ep, t + 1], u[ep, t]
         zs, acts = x[ep[:, None], ahead + 1], u[ep[:, None], ahead]  # [B, k, d], [B, k, a]
+        z0, z1, a = x[ep, t], zs[:, 0], acts[:, 0]
 
         def loss(q):
             m = nnx.merge(gd, q)
@@ -142,7 +157,7 @@ def fit(obs: np.ndarray, z: np.ndarray, actions: np.ndarray, updates: int, seed:
                     logit = sharp * (logit - logit.mean(-1, keepdims=True)) / (
                         logit.std(-1, keepdims=True) + 1e-6)
                 w, ok = jax.nn.softmax(logit, -1), jnp.ones(batch, bool)
-            teacher = m.move(jnp.einsum("nl,nlc->nc", w, now), z0, a)
+            teacher = m.move(pool(w, now), z0, a)
             feat = m.features(o[ep, other])
 
             def roll(zz, aa):
