@@ -81,10 +81,11 @@ def test_moved_finds_what_differs_between_two_frames_of_one_map():
     now, then = obs[0, 12], obs[0, 0]
     p, ok = map_step.moved(jnp.asarray(now[None]), jnp.asarray(then[None]))
     r, c = np.argwhere(now[..., 1])[0]  # the agent's pixel now
-    assert bool(ok[0]) == bool((now != then).any())
-    if ok[0]:
-        assert int(np.argmax(p[0])) == (r // 2) * (N // 2) + c // 2
-        assert np.isclose(float(p[0].sum()), 1.0)
+    assert (now != then).any() and bool(ok[0])  # the agent moved in these 12 steps
+    assert int(np.argmax(p[0])) == (r // 2) * (N // 2) + c // 2
+    assert np.isclose(float(p[0].sum()), 1.0)
+    same, none = map_step.moved(jnp.asarray(then[None]), jnp.asarray(then[None]))
+    assert not bool(none[0]) and float(same.sum()) == 0.0
 
 
 def test_fitted_model_is_saved_beside_the_stack_and_restored(tmp_path):
